@@ -1,0 +1,114 @@
+using System.Globalization;
+using System.Net.Sockets;
+using TinyServer.Client;
+using TinyServer.ClientLibrary;
+using TinyServer.Protocol;
+
+const string Usage = """
+    Usage: TinyServer.Client [--timeout SECONDS] [--interactive | --demo] HOST PORT [COMMAND ...]
+
+      HOST PORT              the demo: TIME then QUIT, then ECHO Hello from client then QUIT, on two connections
+                             (when standard input is redirected, its lines are the commands instead)
+      HOST PORT COMMAND ...  sends each COMMAND (quote it: "ECHO hi there"), then QUIT
+      --interactive          a prompt: type a command, see its reply; QUIT or Ctrl-D ends
+      --demo                 the demo, whatever standard input is
+      --timeout SECONDS      limit for connecting and for each reply (default 10)
+
+    Exit codes: 0 ok, 1 an ERROR reply, 2 bad usage, 3 cannot connect, 4 timeout, 5 server closed the connection.
+    """;
+
+TimeSpan timeout = TimeSpan.FromSeconds(10);
+bool interactive = false, demo = false;
+var positional = new List<string>();
+for (int i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--help" or "-h":
+            Console.Out.WriteLine(Usage);
+            return (int)ExitCode.Success;
+        case "--interactive" or "-i":
+            interactive = true;
+            break;
+        case "--demo":
+            demo = true;
+            break;
+        case "--timeout" when i + 1 < args.Length
+            && double.TryParse(args[i + 1], NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds) && seconds is > 0 and <= 3600:
+            timeout = TimeSpan.FromSeconds(seconds);
+            i++;
+            break;
+        case "--timeout":
+            return Fail(ExitCode.Usage, "--timeout needs a number of seconds (0-3600]");
+        case var option when option.StartsWith("--", StringComparison.Ordinal) && positional.Count < 2:
+            return Fail(ExitCode.Usage, $"unknown option '{option}'\n{Usage}");
+        default:
+            positional.Add(args[i]);
+            break;
+    }
+}
+
+if (positional.Count < 2 || !int.TryParse(positional[1], NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port is < 1 or > 65535)
+{
+    return Fail(ExitCode.Usage, positional.Count < 2 ? Usage : $"'{positional[1]}' is not a port (1-65535)\n{Usage}");
+}
+
+string host = positional[0];
+List<string> commands = positional.Skip(2).ToList();
+if (commands.FirstOrDefault(c => c.Contains('\n', StringComparison.Ordinal)) is not null)
+{
+    return Fail(ExitCode.Usage, "a command cannot contain a line break: pass each command as its own argument");
+}
+
+if (interactive && (demo || commands.Count > 0))
+{
+    return Fail(ExitCode.Usage, "--interactive takes no commands and no --demo");
+}
+
+var session = new Session(host, port, timeout);
+try
+{
+    if (interactive)
+    {
+        return (int)await session.InteractiveAsync();
+    }
+
+    if (commands.Count == 0 && !demo && Console.IsInputRedirected)
+    {
+        string? line;
+        while ((line = Console.In.ReadLine()) is not null)
+        {
+            if (line.TrimEnd('\r').Length > 0)
+            {
+                commands.Add(line.TrimEnd('\r'));
+            }
+        }
+    }
+
+    if (commands.Count > 0)
+    {
+        return (int)await session.RunAsync(commands);
+    }
+
+    ExitCode first = await session.RunAsync(["TIME"]);
+    ExitCode second = await session.RunAsync(["ECHO Hello from client"]);
+    return (int)(first != ExitCode.Success ? first : second);
+}
+catch (OperationCanceledException)
+{
+    return Fail(ExitCode.Timeout, $"timed out after {timeout.TotalSeconds:0.###} s waiting for {host}:{port}");
+}
+catch (SocketException e) when (!session.Connected)
+{
+    return Fail(ExitCode.CannotConnect, $"cannot connect to {Session.Display(host, port)}: {e.Message}");
+}
+catch (IOException e)
+{
+    return Fail(ExitCode.ServerClosed, e is ServerClosedException ? e.Message : $"connection lost: {e.Message}");
+}
+
+static int Fail(ExitCode code, string message)
+{
+    Console.Error.WriteLine($"tinyserver-client: {message}");
+    return (int)code;
+}

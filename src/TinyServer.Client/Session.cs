@@ -1,0 +1,96 @@
+using TinyServer.ClientLibrary;
+using TinyServer.Protocol;
+
+namespace TinyServer.Client;
+
+/// <summary>Runs commands against one server and prints the transcript: <c>-&gt; sent</c>, <c>&lt;- received</c>.</summary>
+internal sealed class Session(string host, int port, TimeSpan timeout)
+{
+    /// <summary>Whether a connection was ever established (tells "cannot connect" from "connection lost").</summary>
+    public bool Connected { get; private set; }
+
+    public static string Display(string host, int port) => host.Contains(':', StringComparison.Ordinal) ? $"[{host}]:{port}" : $"{host}:{port}";
+
+    /// <summary>One connection: each command, then QUIT unless a command was QUIT.</summary>
+    public async Task<ExitCode> RunAsync(IReadOnlyList<string> commands)
+    {
+        await using TinyServerClient client = await ConnectAsync();
+        ExitCode result = ExitCode.Success;
+        foreach (string command in commands.Any(Replies.IsQuit) ? commands : [.. commands, "QUIT"])
+        {
+            string reply = await RequestAsync(client, command);
+            if (Replies.IsError(reply))
+            {
+                result = ExitCode.ErrorReply;
+                Console.Error.WriteLine($"tinyserver-client: '{command}' got an error reply: {reply}");
+            }
+
+            if (Replies.IsQuit(command))
+            {
+                break;
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>A prompt: a command per line, its reply printed; QUIT or end of input (Ctrl-D) ends it.</summary>
+    public async Task<ExitCode> InteractiveAsync()
+    {
+        await using TinyServerClient client = await ConnectAsync();
+        ExitCode result = ExitCode.Success;
+        while (true)
+        {
+            Console.Out.Write("> ");
+            string command = Console.In.ReadLine()?.TrimEnd('\r') ?? "QUIT";
+            if (command.Length == 0)
+            {
+                continue;
+            }
+
+            string reply = await RequestAsync(client, command, echoCommand: false);
+            if (Replies.IsError(reply))
+            {
+                result = ExitCode.ErrorReply;
+            }
+
+            if (Replies.IsQuit(command))
+            {
+                return result;
+            }
+        }
+    }
+
+    private async Task<TinyServerClient> ConnectAsync()
+    {
+        Console.Out.WriteLine($"CONNECT to {Display(host, port)}");
+        using var deadline = new CancellationTokenSource(timeout);
+        TinyServerClient client;
+        try
+        {
+            client = await TinyServerClient.ConnectAsync(host, port, deadline.Token);
+        }
+        catch (ServerClosedException)
+        {
+            Connected = true;
+            throw;
+        }
+
+        Connected = true;
+        Console.Out.WriteLine($"<- {client.Banner}");
+        return client;
+    }
+
+    private async Task<string> RequestAsync(TinyServerClient client, string command, bool echoCommand = true)
+    {
+        if (echoCommand)
+        {
+            Console.Out.WriteLine($"-> {command}");
+        }
+
+        using var deadline = new CancellationTokenSource(timeout);
+        string reply = await client.RequestAsync(command, deadline.Token);
+        Console.Out.WriteLine($"<- {reply}");
+        return reply;
+    }
+}

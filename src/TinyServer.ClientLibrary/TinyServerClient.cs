@@ -1,0 +1,149 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using TinyServer.Protocol;
+
+namespace TinyServer.ClientLibrary;
+
+/// <summary>The server closed the connection before the expected reply arrived.</summary>
+public sealed class ServerClosedException(string message) : IOException(message);
+
+/// <summary>The server sent something that is not a reply line (e.g. a line over the reply limit).</summary>
+public sealed class ProtocolException(string message) : IOException(message);
+
+/// <summary>
+/// One connection to a TinyServer. Replies come back one line per request, in order, so requests may be
+/// pipelined: send several, then read as many replies. Not safe for concurrent use.
+/// </summary>
+public sealed class TinyServerClient : IAsyncDisposable
+{
+    private readonly Socket _socket;
+    private readonly NetworkStream _stream;
+    private readonly PipeReader _input;
+    private readonly LineDecoder _decoder;
+    private readonly ArrayBufferWriter<byte> _output = new();
+
+    private TinyServerClient(Socket socket, int maxReplyLength)
+    {
+        _socket = socket;
+        _stream = new NetworkStream(socket, ownsSocket: true);
+        _input = PipeReader.Create(_stream);
+        _decoder = new LineDecoder(maxReplyLength);
+    }
+
+    /// <summary>The greeting the server sent on connect.</summary>
+    public string Banner { get; private set; } = "";
+
+    public EndPoint? RemoteEndPoint => _socket.RemoteEndPoint;
+
+    /// <summary>Connects (trying every address of <paramref name="host"/>) and reads the banner.</summary>
+    /// <exception cref="SocketException">Nobody listens there, or the host does not resolve.</exception>
+    public static async Task<TinyServerClient> ConnectAsync(string host, int port, CancellationToken cancellationToken = default, int maxReplyLength = Replies.DefaultMaxReplyLength)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(host, port, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        var client = new TinyServerClient(socket, maxReplyLength);
+        try
+        {
+            client.Banner = await client.ReadReplyAsync(cancellationToken).ConfigureAwait(false)
+                ?? throw new ServerClosedException("the server closed the connection before its banner");
+            return client;
+        }
+        catch
+        {
+            await client.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Sends one command line (without its line ending).</summary>
+    public Task SendAsync(string command, CancellationToken cancellationToken = default) => SendAsync([command], cancellationToken);
+
+    /// <summary>Sends several command lines in one write.</summary>
+    public async Task SendAsync(IEnumerable<string> commands, CancellationToken cancellationToken = default)
+    {
+        _output.ResetWrittenCount();
+        foreach (string command in commands)
+        {
+            Replies.WriteRequest(_output, command);
+        }
+
+        await _stream.WriteAsync(_output.WrittenMemory, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Reads the next reply line; null when the server has closed the connection.</summary>
+    public async Task<string?> ReadReplyAsync(CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            ReadResult result = await _input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            ReadOnlySequence<byte> buffer = result.Buffer;
+            LineStatus status = TryDecode(buffer, result.IsCompleted, out SequencePosition consumed, out string? reply);
+            if (status == LineStatus.Line)
+            {
+                _input.AdvanceTo(consumed);
+                return reply;
+            }
+
+            _input.AdvanceTo(consumed, buffer.End);
+            if (status == LineStatus.LineTooLong)
+            {
+                throw new ProtocolException($"the server sent a line longer than {_decoder.MaxLineLength} bytes");
+            }
+
+            if (result.IsCompleted)
+            {
+                return null;
+            }
+        }
+    }
+
+    /// <summary>Sends a command and reads its reply.</summary>
+    /// <exception cref="ServerClosedException">The connection closed before the reply.</exception>
+    public async Task<string> RequestAsync(string command, CancellationToken cancellationToken = default)
+    {
+        await SendAsync(command, cancellationToken).ConfigureAwait(false);
+        return await ReadReplyAsync(cancellationToken).ConfigureAwait(false)
+            ?? throw new ServerClosedException($"the server closed the connection before replying to '{command}'");
+    }
+
+    /// <summary>Sends every command in one write, then reads one reply per command.</summary>
+    public async Task<IReadOnlyList<string>> PipelineAsync(IReadOnlyList<string> commands, CancellationToken cancellationToken = default)
+    {
+        await SendAsync(commands, cancellationToken).ConfigureAwait(false);
+        var replies = new List<string>(commands.Count);
+        foreach (string command in commands)
+        {
+            replies.Add(await ReadReplyAsync(cancellationToken).ConfigureAwait(false)
+                ?? throw new ServerClosedException($"the server closed the connection before replying to '{command}'"));
+        }
+
+        return replies;
+    }
+
+    private LineStatus TryDecode(ReadOnlySequence<byte> buffer, bool isFinalBlock, out SequencePosition consumed, out string? reply)
+    {
+        var reader = new SequenceReader<byte>(buffer);
+        LineStatus status = _decoder.TryReadLine(ref reader, isFinalBlock, null, out ReadOnlySpan<byte> line);
+        reply = status == LineStatus.Line ? Replies.Decode(line) : null;
+        consumed = reader.Position;
+        return status;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _input.CompleteAsync().ConfigureAwait(false);
+        await _stream.DisposeAsync().ConfigureAwait(false);
+        _decoder.Dispose();
+    }
+}

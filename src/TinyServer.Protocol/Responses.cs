@@ -1,0 +1,115 @@
+using System.Buffers;
+
+namespace TinyServer.Protocol;
+
+/// <summary>Writes response lines. Nothing here allocates: every write goes straight into the output buffer.</summary>
+public static class Responses
+{
+    /// <summary>Length of <c>TIME yyyy-MM-ddTHH:mm:ss+hh:mm\n</c>.</summary>
+    public const int TimeLineLength = 31;
+
+    public static void WriteBanner(IBufferWriter<byte> output) => output.Write(Wire.Banner);
+
+    public static void WriteHelp(IBufferWriter<byte> output) => output.Write(Wire.Help);
+
+    public static void WriteBye(IBufferWriter<byte> output) => output.Write(Wire.Bye);
+
+    public static void WriteError(IBufferWriter<byte> output, ErrorCode code) => output.Write(ErrorCodes.ReplyLine(code));
+
+    /// <summary><c>TIME 2025-09-12T17:24:13-05:00</c>: ISO 8601 to the second with a numeric UTC offset.</summary>
+    public static void WriteTime(IBufferWriter<byte> output, DateTimeOffset now)
+    {
+        Span<byte> span = output.GetSpan(TimeLineLength);
+        Wire.TimePrefix.CopyTo(span);
+        FormatTimestamp(now, span[5..]);
+        span[TimeLineLength - 1] = Wire.LF;
+        output.Advance(TimeLineLength);
+    }
+
+    /// <summary>Writes <c>yyyy-MM-ddTHH:mm:ss+hh:mm</c> (25 bytes) into <paramref name="destination"/>.</summary>
+    public static void FormatTimestamp(DateTimeOffset time, Span<byte> destination)
+    {
+        DateTime t = time.DateTime;
+        Digits4(destination, t.Year);
+        destination[4] = (byte)'-';
+        Digits2(destination[5..], t.Month);
+        destination[7] = (byte)'-';
+        Digits2(destination[8..], t.Day);
+        destination[10] = (byte)'T';
+        Digits2(destination[11..], t.Hour);
+        destination[13] = (byte)':';
+        Digits2(destination[14..], t.Minute);
+        destination[16] = (byte)':';
+        Digits2(destination[17..], t.Second);
+        int offsetMinutes = (int)time.Offset.TotalMinutes;
+        destination[19] = offsetMinutes < 0 ? (byte)'-' : (byte)'+';
+        offsetMinutes = Math.Abs(offsetMinutes);
+        Digits2(destination[20..], offsetMinutes / 60);
+        destination[22] = (byte)':';
+        Digits2(destination[23..], offsetMinutes % 60);
+    }
+
+    /// <summary>
+    /// <c>ECHO text</c>, the text verbatim. A byte 255 is written as IAC IAC, as telnet requires and as the
+    /// server reads it.
+    /// </summary>
+    public static void WriteEcho(IBufferWriter<byte> output, ReadOnlySpan<byte> text)
+    {
+        int total = Wire.EchoPrefix.Length + text.Length + 1;
+        Span<byte> span = output.GetSpan();
+        if (total <= span.Length && !text.Contains(Telnet.Iac))
+        {
+            Wire.EchoPrefix.CopyTo(span);
+            text.CopyTo(span[Wire.EchoPrefix.Length..]);
+            span[total - 1] = Wire.LF;
+            output.Advance(total);
+            return;
+        }
+
+        output.Write(Wire.EchoPrefix);
+        WriteEscaped(output, text);
+        output.Write([Wire.LF]);
+    }
+
+    /// <summary>A request line for a client to send: the text with 255 doubled, then LF.</summary>
+    /// <exception cref="ArgumentException">The text contains LF, which would make it two requests.</exception>
+    public static void WriteRequest(IBufferWriter<byte> output, ReadOnlySpan<byte> line)
+    {
+        if (line.Contains(Wire.LF))
+        {
+            throw new ArgumentException("A request cannot contain a line feed.", nameof(line));
+        }
+
+        WriteEscaped(output, line);
+        output.Write([Wire.LF]);
+    }
+
+    private static void WriteEscaped(IBufferWriter<byte> output, ReadOnlySpan<byte> text)
+    {
+        while (true)
+        {
+            int iac = text.IndexOf(Telnet.Iac);
+            if (iac < 0)
+            {
+                output.Write(text);
+                return;
+            }
+
+            output.Write(text[..(iac + 1)]);
+            output.Write([Telnet.Iac]);
+            text = text[(iac + 1)..];
+        }
+    }
+
+    private static void Digits2(Span<byte> destination, int value)
+    {
+        destination[0] = (byte)('0' + (value / 10));
+        destination[1] = (byte)('0' + (value % 10));
+    }
+
+    private static void Digits4(Span<byte> destination, int value)
+    {
+        Digits2(destination, value / 100);
+        Digits2(destination[2..], value % 100);
+    }
+}

@@ -1,0 +1,49 @@
+using System.Collections;
+using System.Net.Sockets;
+using TinyServer.Server;
+
+ServerOptions? options;
+try
+{
+    options = ServerOptionsLoader.Load(args, Environment.GetEnvironmentVariables(), Path.Combine(AppContext.BaseDirectory, "appsettings.json"));
+}
+catch (OptionsException e)
+{
+    Console.Error.WriteLine($"tinyserver: error: {e.Message}");
+    return 2;
+}
+
+if (options is null)
+{
+    Console.Out.Write(ServerOptionsLoader.Usage());
+    return 0;
+}
+
+await using WebApplication app = TinyServerHost.Build(options, logging => logging.AddSimpleConsole(console =>
+{
+    console.SingleLine = true;
+    console.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff ";
+}));
+ILogger logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TinyServer.Server");
+try
+{
+    await app.StartAsync();
+}
+catch (Exception e) when (e is IOException or SocketException)
+{
+    // Port in use, address not on this machine, permission denied: one line, no stack trace.
+    string message = (e.InnerException?.Message is { Length: > 0 } inner && !e.Message.Contains(inner, StringComparison.OrdinalIgnoreCase))
+        ? $"{e.Message} ({inner})"
+        : e.Message;
+    Console.Error.WriteLine($"tinyserver: error: cannot listen: {message.Replace("http://", "", StringComparison.Ordinal)}");
+    return 1;
+}
+
+foreach (var endPoint in TinyServerHost.BoundEndPoints(app))
+{
+    Log.Listening(logger, endPoint.ToString());
+}
+
+Log.Ready(logger, options.MaxLineLength);
+await app.WaitForShutdownAsync();
+return 0;
