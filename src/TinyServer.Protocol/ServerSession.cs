@@ -13,6 +13,9 @@ public sealed class ServerSession(TimeProvider time, int maxLineLength = Wire.De
     /// <summary>Why the session ended; <see cref="CloseReason.None"/> while it is open.</summary>
     public CloseReason CloseReason { get; private set; }
 
+    /// <summary>Bytes of an unfinished line held by the session itself, beyond what the caller left unconsumed.</summary>
+    public int HeldBytes => _decoder.HeldBytes;
+
     /// <summary>Requests answered so far.</summary>
     public long Requests { get; private set; }
 
