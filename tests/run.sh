@@ -16,5 +16,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-dotnet build TinyServer.sln -c Release --nologo -v q -clp:NoSummary -warnaserror
+dotnet build TinyServer.sln -c Release --nologo -v q --tl:off -clp:NoSummary -warnaserror
 dotnet test TinyServer.sln -c Release --no-build --nologo -v q

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Net.Sockets;
 using TinyServer.Client;
 using TinyServer.ClientLibrary;
 using TinyServer.Protocol;
@@ -96,11 +95,11 @@ try
 }
 catch (OperationCanceledException)
 {
-    return Fail(ExitCode.Timeout, $"timed out after {timeout.TotalSeconds:0.###} s waiting for {host}:{port}");
+    return Fail(ExitCode.Timeout, $"timed out after {timeout.TotalSeconds:0.###} s waiting for {Session.Display(host, port)}");
 }
-catch (SocketException e) when (!session.Connected)
+catch (CannotConnectException e)
 {
-    return Fail(ExitCode.CannotConnect, $"cannot connect to {Session.Display(host, port)}: {e.Message}");
+    return Fail(ExitCode.CannotConnect, e.Message);
 }
 catch (IOException e)
 {

@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using TinyServer.ClientLibrary;
 using TinyServer.Protocol;
 
@@ -6,9 +7,6 @@ namespace TinyServer.Client;
 /// <summary>Runs commands against one server and prints the transcript: <c>-&gt; sent</c>, <c>&lt;- received</c>.</summary>
 internal sealed class Session(string host, int port, TimeSpan timeout)
 {
-    /// <summary>Whether a connection was ever established (tells "cannot connect" from "connection lost").</summary>
-    public bool Connected { get; private set; }
-
     public static string Display(string host, int port) => host.Contains(':', StringComparison.Ordinal) ? $"[{host}]:{port}" : $"{host}:{port}";
 
     /// <summary>One connection: each command, then QUIT unless a command was QUIT.</summary>
@@ -70,13 +68,11 @@ internal sealed class Session(string host, int port, TimeSpan timeout)
         {
             client = await TinyServerClient.ConnectAsync(host, port, deadline.Token);
         }
-        catch (ServerClosedException)
+        catch (SocketException e)
         {
-            Connected = true;
-            throw;
+            throw new CannotConnectException($"cannot connect to {Display(host, port)}: {e.Message}", e);
         }
 
-        Connected = true;
         Console.Out.WriteLine($"<- {client.Banner}");
         return client;
     }
@@ -94,3 +90,6 @@ internal sealed class Session(string host, int port, TimeSpan timeout)
         return reply;
     }
 }
+
+/// <summary>The connection could not be established (refused, unreachable, unknown host).</summary>
+internal sealed class CannotConnectException(string message, Exception inner) : Exception(message, inner);

@@ -35,7 +35,13 @@ catch (Exception e) when (e is IOException or SocketException)
     string message = (e.InnerException?.Message is { Length: > 0 } inner && !e.Message.Contains(inner, StringComparison.OrdinalIgnoreCase))
         ? $"{e.Message} ({inner})"
         : e.Message;
-    Console.Error.WriteLine($"tinyserver: error: cannot listen: {message.Replace("http://", "", StringComparison.Ordinal)}");
+    message = message.Replace("http://", "", StringComparison.Ordinal);
+    if (!message.Contains($":{options.Port}", StringComparison.Ordinal))
+    {
+        message += $" (binding {string.Join(", ", options.Bind)} port {options.Port})";
+    }
+
+    Console.Error.WriteLine($"tinyserver: error: cannot listen: {message}");
     return 1;
 }
 

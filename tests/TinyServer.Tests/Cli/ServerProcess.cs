@@ -1,0 +1,139 @@
+using System.Diagnostics;
+using System.Net;
+using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
+using System.Threading.Channels;
+using TinyServer.Tests.Infrastructure;
+
+namespace TinyServer.Tests.Cli;
+
+/// <summary>
+/// The built server (<c>dotnet TinyServer.Server.dll</c>) as a separate process. <see cref="StartAsync"/> returns once
+/// it has logged "Listening on 127.0.0.1:PORT"; disposing kills it if it is still running.
+/// </summary>
+public sealed partial class ServerProcess : IAsyncDisposable
+{
+    private const int SigTerm = 15;
+
+    private readonly Process _process;
+    private readonly Channel<string> _unread = Channel.CreateUnbounded<string>();
+    private readonly List<string> _output = [];
+    private readonly Task _stdoutPump;
+    private readonly Task<string> _stderr;
+
+    private ServerProcess(Process process)
+    {
+        _process = process;
+        _process.StandardInput.Close();
+        _stderr = process.StandardError.ReadToEndAsync();
+        _stdoutPump = PumpStandardOutputAsync();
+    }
+
+    /// <summary>The 127.0.0.1 endpoint the server reported; the tests always bind 127.0.0.1.</summary>
+    public IPEndPoint EndPoint { get; private set; } = new(IPAddress.Loopback, 0);
+
+    /// <summary>Every standard output line read so far.</summary>
+    public IReadOnlyList<string> Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return [.. _output];
+            }
+        }
+    }
+
+    public static async Task<ServerProcess> StartAsync(IEnumerable<string> arguments, IDictionary<string, string>? environment = null)
+    {
+        var server = new ServerProcess(ProcessRunner.Start(BuiltPrograms.Dotnet, [BuiltPrograms.ServerDll, .. arguments], environment));
+        try
+        {
+            string line = await server.WaitForLineAsync("Listening on 127.0.0.1:");
+            server.EndPoint = new IPEndPoint(IPAddress.Loopback, int.Parse(ListeningPort().Match(line).Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+            return server;
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Reads standard output until a line containing <paramref name="text"/>; fails if the server exits or is silent too long.</summary>
+    public async Task<string> WaitForLineAsync(string text)
+    {
+        using var deadline = new CancellationTokenSource(Timeouts.Process);
+        try
+        {
+            while (await _unread.Reader.WaitToReadAsync(deadline.Token))
+            {
+                while (_unread.Reader.TryRead(out string? line))
+                {
+                    if (line.Contains(text, StringComparison.Ordinal))
+                    {
+                        return line;
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            Assert.Fail($"no line with '{text}' within {Timeouts.Process}; output so far:\n{string.Join('\n', Output)}");
+        }
+
+        string stderr = await _stderr.WaitAsync(Timeouts.Process);
+        Assert.Fail($"the server ended its output without a line with '{text}'; stdout:\n{string.Join('\n', Output)}\nstderr:\n{stderr}");
+        return "";
+    }
+
+    /// <summary>Asks the server to shut down gracefully (SIGTERM, as systemd or Ctrl-C would) and returns its exit code.
+    /// Its logger flushes on the way out, so <see cref="Output"/> then holds every line it ever logged.</summary>
+    public async Task<int> StopAsync()
+    {
+        Assert.Equal(0, SendSignal(_process.Id, SigTerm));
+        await _process.WaitForExitAsync().WaitAsync(Timeouts.Process);
+        await _stdoutPump.WaitAsync(Timeouts.Process);
+        return _process.ExitCode;
+    }
+
+    public async Task<string> StandardErrorAfterExitAsync() => await _stderr.WaitAsync(Timeouts.Process);
+
+    private async Task PumpStandardOutputAsync()
+    {
+        while (await _process.StandardOutput.ReadLineAsync() is { } line)
+        {
+            lock (_output)
+            {
+                _output.Add(line);
+            }
+
+            _unread.Writer.TryWrite(line);
+        }
+
+        _unread.Writer.TryComplete();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(entireProcessTree: true);
+            }
+
+            await _process.WaitForExitAsync().WaitAsync(Timeouts.Process);
+        }
+        finally
+        {
+            _process.Dispose();
+        }
+    }
+
+    [GeneratedRegex(@"Listening on 127\.0\.0\.1:(\d+)$")]
+    private static partial Regex ListeningPort();
+
+    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SendSignal(int pid, int signal);
+}
