@@ -11,6 +11,15 @@ public enum ErrorCode
 
     /// <summary>The line is longer than the maximum; the server closes the connection after it.</summary>
     LineTooLong,
+
+    /// <summary>The server is at its connection limit; sent instead of the banner, then the connection closes.</summary>
+    TooManyConnections,
+
+    /// <summary>No complete line arrived within the idle timeout; the connection closes after it.</summary>
+    IdleTimeout,
+
+    /// <summary>The server is stopping; sent after the answers to every line already received, then the close.</summary>
+    ShuttingDown,
 }
 
 public static class ErrorCodes
@@ -18,6 +27,9 @@ public static class ErrorCodes
     private static ReadOnlySpan<byte> UnknownCommandLine => "ERROR UNKNOWN_COMMAND\n"u8;
     private static ReadOnlySpan<byte> BadArgumentsLine => "ERROR BAD_ARGUMENTS\n"u8;
     private static ReadOnlySpan<byte> LineTooLongLine => "ERROR LINE_TOO_LONG\n"u8;
+    private static ReadOnlySpan<byte> TooManyConnectionsLine => "ERROR TOO_MANY_CONNECTIONS\n"u8;
+    private static ReadOnlySpan<byte> IdleTimeoutLine => "ERROR IDLE_TIMEOUT\n"u8;
+    private static ReadOnlySpan<byte> ShuttingDownLine => "ERROR SHUTTING_DOWN\n"u8;
 
     /// <summary>The whole reply line for <paramref name="code"/>, LF included.</summary>
     public static ReadOnlySpan<byte> ReplyLine(ErrorCode code) => code switch
@@ -25,6 +37,9 @@ public static class ErrorCodes
         ErrorCode.UnknownCommand => UnknownCommandLine,
         ErrorCode.BadArguments => BadArgumentsLine,
         ErrorCode.LineTooLong => LineTooLongLine,
+        ErrorCode.TooManyConnections => TooManyConnectionsLine,
+        ErrorCode.IdleTimeout => IdleTimeoutLine,
+        ErrorCode.ShuttingDown => ShuttingDownLine,
         _ => throw new ArgumentOutOfRangeException(nameof(code)),
     };
 
@@ -34,6 +49,9 @@ public static class ErrorCodes
         ErrorCode.UnknownCommand => "UNKNOWN_COMMAND",
         ErrorCode.BadArguments => "BAD_ARGUMENTS",
         ErrorCode.LineTooLong => "LINE_TOO_LONG",
+        ErrorCode.TooManyConnections => "TOO_MANY_CONNECTIONS",
+        ErrorCode.IdleTimeout => "IDLE_TIMEOUT",
+        ErrorCode.ShuttingDown => "SHUTTING_DOWN",
         _ => throw new ArgumentOutOfRangeException(nameof(code)),
     };
 }

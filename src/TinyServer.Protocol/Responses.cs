@@ -8,22 +8,24 @@ public static class Responses
     /// <summary>Length of <c>TIME yyyy-MM-ddTHH:mm:ss+hh:mm\n</c>.</summary>
     public const int TimeLineLength = 31;
 
-    public static void WriteBanner(IBufferWriter<byte> output) => output.Write(Wire.Banner);
+    // Every Write method returns the number of bytes it wrote.
+    public static int WriteBanner(IBufferWriter<byte> output) => WriteFixed(output, Wire.Banner);
 
-    public static void WriteHelp(IBufferWriter<byte> output) => output.Write(Wire.Help);
+    public static int WriteHelp(IBufferWriter<byte> output) => WriteFixed(output, Wire.Help);
 
-    public static void WriteBye(IBufferWriter<byte> output) => output.Write(Wire.Bye);
+    public static int WriteBye(IBufferWriter<byte> output) => WriteFixed(output, Wire.Bye);
 
-    public static void WriteError(IBufferWriter<byte> output, ErrorCode code) => output.Write(ErrorCodes.ReplyLine(code));
+    public static int WriteError(IBufferWriter<byte> output, ErrorCode code) => WriteFixed(output, ErrorCodes.ReplyLine(code));
 
     /// <summary><c>TIME 2025-09-12T17:24:13-05:00</c>: ISO 8601 to the second with a numeric UTC offset.</summary>
-    public static void WriteTime(IBufferWriter<byte> output, DateTimeOffset now)
+    public static int WriteTime(IBufferWriter<byte> output, DateTimeOffset now)
     {
         Span<byte> span = output.GetSpan(TimeLineLength);
         Wire.TimePrefix.CopyTo(span);
         FormatTimestamp(now, span[5..]);
         span[TimeLineLength - 1] = Wire.LF;
         output.Advance(TimeLineLength);
+        return TimeLineLength;
     }
 
     /// <summary>Writes <c>yyyy-MM-ddTHH:mm:ss+hh:mm</c> (25 bytes) into <paramref name="destination"/>.</summary>
@@ -53,7 +55,7 @@ public static class Responses
     /// <c>ECHO text</c>, the text verbatim. A byte 255 is written as IAC IAC, as telnet requires and as the
     /// server reads it.
     /// </summary>
-    public static void WriteEcho(IBufferWriter<byte> output, ReadOnlySpan<byte> text)
+    public static int WriteEcho(IBufferWriter<byte> output, ReadOnlySpan<byte> text)
     {
         int total = Wire.EchoPrefix.Length + text.Length + 1;
         Span<byte> span = output.GetSpan();
@@ -63,40 +65,50 @@ public static class Responses
             text.CopyTo(span[Wire.EchoPrefix.Length..]);
             span[total - 1] = Wire.LF;
             output.Advance(total);
-            return;
+            return total;
         }
 
         output.Write(Wire.EchoPrefix);
-        WriteEscaped(output, text);
+        int escaped = WriteEscaped(output, text);
         output.Write([Wire.LF]);
+        return Wire.EchoPrefix.Length + escaped + 1;
     }
 
     /// <summary>A request line for a client to send: the text with 255 doubled, then LF.</summary>
     /// <exception cref="ArgumentException">The text contains LF, which would make it two requests.</exception>
-    public static void WriteRequest(IBufferWriter<byte> output, ReadOnlySpan<byte> line)
+    public static int WriteRequest(IBufferWriter<byte> output, ReadOnlySpan<byte> line)
     {
         if (line.Contains(Wire.LF))
         {
             throw new ArgumentException("A request cannot contain a line feed.", nameof(line));
         }
 
-        WriteEscaped(output, line);
+        int escaped = WriteEscaped(output, line);
         output.Write([Wire.LF]);
+        return escaped + 1;
     }
 
-    private static void WriteEscaped(IBufferWriter<byte> output, ReadOnlySpan<byte> text)
+    private static int WriteFixed(IBufferWriter<byte> output, ReadOnlySpan<byte> line)
     {
+        output.Write(line);
+        return line.Length;
+    }
+
+    private static int WriteEscaped(IBufferWriter<byte> output, ReadOnlySpan<byte> text)
+    {
+        int written = 0;
         while (true)
         {
             int iac = text.IndexOf(Telnet.Iac);
             if (iac < 0)
             {
                 output.Write(text);
-                return;
+                return written + text.Length;
             }
 
             output.Write(text[..(iac + 1)]);
             output.Write([Telnet.Iac]);
+            written += iac + 2;
             text = text[(iac + 1)..];
         }
     }

@@ -2,6 +2,22 @@ using System.Buffers;
 
 namespace TinyServer.Protocol;
 
+/// <summary>What the host does after <see cref="ServerSession.Process"/>.</summary>
+public enum SessionStatus
+{
+    /// <summary>Every complete line was answered: flush, then read more input.</summary>
+    NeedMoreInput,
+
+    /// <summary>
+    /// The output budget is spent with lines still waiting: flush (which waits while the peer is not reading),
+    /// then call again with the unconsumed input, without waiting for new input.
+    /// </summary>
+    OutputFull,
+
+    /// <summary>Flush, then close the connection: after QUIT, a line too long, or the end of the input.</summary>
+    Closed,
+}
+
 /// <summary>
 /// The server side of one connection, without I/O: request bytes in, response bytes out. The host writes the
 /// banner, then calls <see cref="Process"/> with every buffer it reads and flushes once per call.
@@ -20,27 +36,36 @@ public sealed class ServerSession(TimeProvider time, int maxLineLength = Wire.De
     public long Requests { get; private set; }
 
     /// <summary>
-    /// Answers every complete line in <paramref name="input"/>. Returns false when the connection must be closed
-    /// once the output is flushed: after QUIT, a line that is too long, or the end of the input.
+    /// Answers the complete lines in <paramref name="input"/>, in order, until the input is exhausted, the
+    /// session closes, or the replies written reach <paramref name="outputBudget"/> bytes.
     /// </summary>
     /// <param name="input">Everything received and not yet consumed.</param>
     /// <param name="isFinalBlock">The peer has finished sending (half-close): a last line without LF is a line too.</param>
     /// <param name="output">Where responses go.</param>
-    /// <param name="consumed">How far the input was consumed; the rest must be offered again with more data.</param>
-    public bool Process(ReadOnlySequence<byte> input, bool isFinalBlock, IBufferWriter<byte> output, out SequencePosition consumed)
+    /// <param name="outputBudget">Stop answering once this many reply bytes were written in this call, so that a
+    /// peer that pipelines without reading cannot make the server buffer more than about this much.</param>
+    /// <param name="consumed">How far the input was consumed; the rest must be offered again.</param>
+    public SessionStatus Process(ReadOnlySequence<byte> input, bool isFinalBlock, IBufferWriter<byte> output, int outputBudget, out SequencePosition consumed)
     {
         var reader = new SequenceReader<byte>(input);
+        int written = 0;
         while (true)
         {
+            if (written >= outputBudget)
+            {
+                consumed = reader.Position;
+                return SessionStatus.OutputFull;
+            }
+
             switch (_decoder.TryReadLine(ref reader, isFinalBlock, output, out ReadOnlySpan<byte> line))
             {
                 case LineStatus.Line:
                     Requests++;
-                    if (!Answer(line, output))
+                    written += Answer(line, output);
+                    if (CloseReason == CloseReason.Quit)
                     {
-                        CloseReason = CloseReason.Quit;
                         consumed = input.End; // Lines after QUIT are ignored.
-                        return false;
+                        return SessionStatus.Closed;
                     }
 
                     break;
@@ -48,42 +73,41 @@ public sealed class ServerSession(TimeProvider time, int maxLineLength = Wire.De
                     Responses.WriteError(output, ErrorCode.LineTooLong);
                     CloseReason = CloseReason.LineTooLong;
                     consumed = input.End;
-                    return false;
+                    return SessionStatus.Closed;
                 default:
                     consumed = reader.Position;
                     if (isFinalBlock)
                     {
                         CloseReason = CloseReason.EndOfInput;
-                        return false;
+                        return SessionStatus.Closed;
                     }
 
-                    return true;
+                    return SessionStatus.NeedMoreInput;
             }
         }
     }
 
-    private bool Answer(ReadOnlySpan<byte> line, IBufferWriter<byte> output)
+    /// <summary>Answers every complete line, with no output budget.</summary>
+    public SessionStatus Process(ReadOnlySequence<byte> input, bool isFinalBlock, IBufferWriter<byte> output, out SequencePosition consumed) =>
+        Process(input, isFinalBlock, output, int.MaxValue, out consumed);
+
+    private int Answer(ReadOnlySpan<byte> line, IBufferWriter<byte> output)
     {
         switch (Commands.Parse(line, out ReadOnlySpan<byte> text))
         {
             case Command.Time:
-                Responses.WriteTime(output, time.GetLocalNow());
-                return true;
+                return Responses.WriteTime(output, time.GetLocalNow());
             case Command.Echo:
-                Responses.WriteEcho(output, text);
-                return true;
+                return Responses.WriteEcho(output, text);
             case Command.Help:
-                Responses.WriteHelp(output);
-                return true;
+                return Responses.WriteHelp(output);
             case Command.Quit:
-                Responses.WriteBye(output);
-                return false;
+                CloseReason = CloseReason.Quit;
+                return Responses.WriteBye(output);
             case Command.BadArguments:
-                Responses.WriteError(output, ErrorCode.BadArguments);
-                return true;
+                return Responses.WriteError(output, ErrorCode.BadArguments);
             default:
-                Responses.WriteError(output, ErrorCode.UnknownCommand);
-                return true;
+                return Responses.WriteError(output, ErrorCode.UnknownCommand);
         }
     }
 

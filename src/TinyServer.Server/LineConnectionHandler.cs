@@ -1,17 +1,40 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
 using TinyServer.Protocol;
 
 namespace TinyServer.Server;
 
 /// <summary>
 /// One TinyServer connection on Kestrel: the banner, then the canonical pipe loop. Every complete line of a read
-/// is answered into the output pipe, which is flushed once per read.
+/// is answered into the output pipe, which is flushed once per read. Limits: the connection count, the idle
+/// timeout (on Kestrel's one-second heartbeat, no timer per connection), an output budget per read so that a
+/// peer that does not read stalls only itself, and a graceful drain on shutdown.
 /// </summary>
-public sealed class LineConnectionHandler(ServerOptions options, TimeProvider time, ILogger<LineConnectionHandler> logger) : ConnectionHandler
+public sealed class LineConnectionHandler(ServerOptions options, TimeProvider time, ConnectionTracker tracker, ILogger<LineConnectionHandler> logger) : ConnectionHandler
 {
     public override async Task OnConnectedAsync(ConnectionContext connection)
+    {
+        if (!tracker.TryAdmit())
+        {
+            // Kestrel's own limit would close silently: tell the client why.
+            Responses.WriteError(connection.Transport.Output, ErrorCode.TooManyConnections);
+            await connection.Transport.Output.FlushAsync();
+            return;
+        }
+
+        try
+        {
+            await ServeAsync(connection);
+        }
+        finally
+        {
+            tracker.Leave();
+        }
+    }
+
+    private async Task ServeAsync(ConnectionContext connection)
     {
         bool logging = logger.IsEnabled(LogLevel.Debug);
         if (logging)
@@ -22,6 +45,11 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         PipeReader input = connection.Transport.Input;
         PipeWriter output = connection.Transport.Output;
         using var session = new ServerSession(time, options.MaxLineLength);
+        var watch = new Watch(input, output, options.IdleTimeoutSeconds * 1000L);
+        connection.Features.Get<IConnectionHeartbeatFeature>()?.OnHeartbeat(static state => ((Watch)state).OnHeartbeat(), watch);
+        using CancellationTokenRegistration onShutdown = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?
+            .ConnectionClosedRequested.Register(static state => ((Watch)state!).OnShutdown(), watch) ?? default;
+        string reason = "";
         try
         {
             Responses.WriteBanner(output);
@@ -30,31 +58,107 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
             {
                 ReadResult result = await input.ReadAsync();
                 ReadOnlySequence<byte> buffer = result.Buffer;
+                long answered = session.Requests;
+                SessionStatus status = SessionStatus.Closed;
                 SequencePosition consumed = buffer.Start;
                 try
                 {
-                    open = session.Process(buffer, result.IsCompleted, output, out consumed) && !result.IsCanceled;
+                    status = session.Process(buffer, result.IsCompleted, output, options.MaxWriteBuffer, out consumed);
                 }
                 finally
                 {
-                    input.AdvanceTo(consumed, buffer.End);
+                    // OutputFull: lines are waiting in the buffer, so the next read must not wait for new bytes.
+                    input.AdvanceTo(consumed, status == SessionStatus.OutputFull ? consumed : buffer.End);
                 }
 
-                open &= !(await output.FlushAsync()).IsCompleted;
+                if (session.Requests != answered)
+                {
+                    watch.LineArrived();
+                }
+
+                if (status != SessionStatus.Closed && result.IsCanceled && watch.Ending is { } ending)
+                {
+                    Responses.WriteError(output, ending);
+                    status = SessionStatus.Closed;
+                    reason = ending == ErrorCode.ShuttingDown ? "shutting down" : "idle timeout";
+                }
+
+                watch.Flushing = true;
+                FlushResult flushed = await output.FlushAsync();
+                watch.Flushing = false;
+                if (flushed.IsCanceled)
+                {
+                    // The idle timeout struck while the peer was not reading its replies: nothing more can reach it.
+                    reason = "idle timeout while the peer was not reading";
+                    connection.Abort();
+                    break;
+                }
+
+                open = status != SessionStatus.Closed && !flushed.IsCompleted;
+            }
+
+            if (watch.Ending == ErrorCode.ShuttingDown && reason == "shutting down")
+            {
+                tracker.CountDrained();
             }
         }
         catch (Exception e) when (e is IOException or ConnectionAbortedException or OperationCanceledException)
         {
             // A peer that resets or vanishes is routine: no stack trace above Debug.
-            if (logging)
+            reason = e.Message;
+        }
+        finally
+        {
+            if (watch.Ending == ErrorCode.ShuttingDown && reason != "shutting down")
             {
-                Log.ConnectionFailed(logger, connection.ConnectionId, connection.RemoteEndPoint, e.Message);
+                tracker.CountAborted();
             }
         }
 
         if (logging)
         {
-            Log.ConnectionClosed(logger, connection.ConnectionId, connection.RemoteEndPoint, session.CloseReason, session.Requests);
+            Log.ConnectionClosed(logger, connection.ConnectionId, connection.RemoteEndPoint, session.CloseReason == CloseReason.None ? reason : session.CloseReason.ToString(), session.Requests);
+        }
+    }
+
+    /// <summary>The connection's clock and end signals, driven from Kestrel's heartbeat and shutdown threads.</summary>
+    private sealed class Watch(PipeReader input, PipeWriter output, long idleTimeoutMilliseconds)
+    {
+        private long _lastLine = Environment.TickCount64;
+        private volatile int _ending = -1;
+        private volatile bool _flushing;
+
+        /// <summary>The error that ends the connection early (idle timeout, shutdown), once one was decided.</summary>
+        public ErrorCode? Ending => _ending < 0 ? null : (ErrorCode)_ending;
+
+        public void LineArrived() => Volatile.Write(ref _lastLine, Environment.TickCount64);
+
+        /// <summary>Set around a flush: one still waiting for the peer to read when the idle timeout strikes is canceled.</summary>
+        public bool Flushing
+        {
+            get => _flushing;
+            set => _flushing = value;
+        }
+
+        public void OnHeartbeat()
+        {
+            if (idleTimeoutMilliseconds > 0 && _ending < 0 && Environment.TickCount64 - Volatile.Read(ref _lastLine) >= idleTimeoutMilliseconds
+                && Interlocked.CompareExchange(ref _ending, (int)ErrorCode.IdleTimeout, -1) < 0)
+            {
+                input.CancelPendingRead();
+                if (_flushing)
+                {
+                    output.CancelPendingFlush();
+                }
+            }
+        }
+
+        public void OnShutdown()
+        {
+            if (Interlocked.CompareExchange(ref _ending, (int)ErrorCode.ShuttingDown, -1) < 0)
+            {
+                input.CancelPendingRead();
+            }
         }
     }
 }

@@ -1,5 +1,4 @@
 using System.Net;
-using TinyServer.Protocol;
 
 namespace TinyServer.Server;
 
@@ -15,8 +14,17 @@ internal static partial class Log
     public static partial void ConnectionOpened(ILogger logger, string connectionId, EndPoint? remote);
 
     [LoggerMessage(EventId = 11, Level = LogLevel.Debug, Message = "Connection {ConnectionId} from {Remote} closed: {Reason}, {Requests} requests")]
-    public static partial void ConnectionClosed(ILogger logger, string connectionId, EndPoint? remote, CloseReason reason, long requests);
+    public static partial void ConnectionClosed(ILogger logger, string connectionId, EndPoint? remote, string reason, long requests);
 
-    [LoggerMessage(EventId = 12, Level = LogLevel.Debug, Message = "Connection {ConnectionId} from {Remote} failed: {Error}")]
-    public static partial void ConnectionFailed(ILogger logger, string connectionId, EndPoint? remote, string error);
+    [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "File descriptor limit {Limit}: room for about {Capacity} connections (--max-connections {MaxConnections})")]
+    public static partial void Capacity(ILogger logger, long limit, long capacity, int maxConnections);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "File descriptor limit {Limit} is below what --max-connections {MaxConnections} needs; connections beyond about {Capacity} will wait in the listen backlog")]
+    public static partial void CapacityLow(ILogger logger, long limit, long capacity, int maxConnections);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "Stopped: {Drained} connections drained, {Aborted} aborted")]
+    public static partial void Stopped(ILogger logger, long drained, long aborted);
+
+    [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "Cannot accept connections on {EndPoint}: {Error}; retrying in {DelayMs} ms")]
+    public static partial void AcceptFailed(ILogger logger, EndPoint endPoint, string error, int delayMs);
 }

@@ -19,6 +19,7 @@ if (options is null)
     return 0;
 }
 
+long? descriptorLimit = FileDescriptorLimit.Raise();
 await using WebApplication app = TinyServerHost.Build(options, logging => logging.AddSimpleConsole(console =>
 {
     console.SingleLine = true;
@@ -50,6 +51,21 @@ foreach (var endPoint in TinyServerHost.BoundEndPoints(app))
     Log.Listening(logger, endPoint.ToString());
 }
 
+if (descriptorLimit is long limit)
+{
+    long capacity = limit - FileDescriptorLimit.Reserved;
+    if (capacity < options.MaxConnections)
+    {
+        Log.CapacityLow(logger, limit, capacity, options.MaxConnections);
+    }
+    else
+    {
+        Log.Capacity(logger, limit, capacity, options.MaxConnections);
+    }
+}
+
 Log.Ready(logger, options.MaxLineLength);
 await app.WaitForShutdownAsync();
+ConnectionTracker tracker = app.Services.GetRequiredService<ConnectionTracker>();
+Log.Stopped(logger, tracker.Drained, tracker.Aborted);
 return 0;

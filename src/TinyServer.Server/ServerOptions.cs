@@ -25,6 +25,34 @@ public sealed record ServerOptions
 
     /// <summary>Minimum level of the server's own log lines (Kestrel's are Warning and above).</summary>
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>
+    /// Connections served at once; one more gets <c>ERROR TOO_MANY_CONNECTIONS</c> and is closed. 10,000 idle
+    /// connections cost about 50 MiB; the server raises its file descriptor limit to match at startup.
+    /// </summary>
+    public int MaxConnections { get; init; } = 10_000;
+
+    /// <summary>Seconds without a complete line before <c>ERROR IDLE_TIMEOUT</c> and a close; 0 disables.</summary>
+    public int IdleTimeoutSeconds { get; init; } = 300;
+
+    /// <summary>
+    /// Bytes read from a connection and not yet answered before the server stops reading from it (backpressure).
+    /// With <see cref="MaxWriteBuffer"/>, bounds what a peer that sends without reading can make the server hold:
+    /// about 128 KiB a connection at the defaults, so 1,000 such peers cost well under 256 MiB.
+    /// </summary>
+    public int MaxReadBuffer { get; init; } = 32 * 1024;
+
+    /// <summary>Bytes of replies waiting for a slow reader before the server stops answering it.</summary>
+    public int MaxWriteBuffer { get; init; } = 32 * 1024;
+
+    /// <summary>
+    /// Connections the kernel queues before the server accepts them (listen backlog; Redis uses 511, Kestrel 512).
+    /// The kernel caps it at net.core.somaxconn.
+    /// </summary>
+    public int ListenBacklog { get; init; } = 511;
+
+    /// <summary>Seconds a stopping server waits for connections to drain before aborting them.</summary>
+    public int ShutdownTimeoutSeconds { get; init; } = 5;
 }
 
 /// <summary>A bad option value or an unknown option: one line for the operator.</summary>
@@ -48,8 +76,15 @@ public static class ServerOptionsLoader
         new("--port", "Port", "40000", $"TCP port, {ServerOptions.MinPort}-{ServerOptions.MaxPort}, or 0 for any free port"),
         new("--bind", "Bind", "127.0.0.1 and ::1", "address to listen on, repeatable (0.0.0.0 or :: listens on all interfaces)", Repeatable: true),
         new("--max-line-length", "MaxLineLength", "16384", $"longest request line in bytes, line ending excluded ({ServerOptions.MinLineLengthLimit}-{ServerOptions.MaxLineLengthLimit})"),
+        new("--max-connections", "MaxConnections", "10000", "connections served at once; the next gets ERROR TOO_MANY_CONNECTIONS (1-1000000)"),
+        new("--idle-timeout", "IdleTimeout", "300", "seconds without a complete line before ERROR IDLE_TIMEOUT and a close; 0 disables (0-86400)"),
+        new("--max-read-buffer", "MaxReadBuffer", "32768", "bytes received and not yet answered before reading pauses (4096-67108864)"),
+        new("--max-write-buffer", "MaxWriteBuffer", "32768", "bytes of replies queued for a slow reader before answering pauses (4096-67108864)"),
+        new("--shutdown-timeout", "ShutdownTimeout", "5", "seconds to drain connections on SIGTERM/SIGINT before aborting them (0-3600)"),
         new("--log-level", "LogLevel", "Information", "Trace, Debug (one line per connection), Information, Warning, Error, Critical or None"),
     ];
+
+    private static readonly string PortRule = $"a valid port: use {ServerOptions.MinPort}-{ServerOptions.MaxPort}, or 0 for any free port";
 
     public static string Usage()
     {
@@ -156,14 +191,17 @@ public static class ServerOptionsLoader
 
             string Single() => values.Count == 1 ? values[0] : throw new OptionsException($"{source}: expected one value");
             string Bad(string why) => $"{source}: '{string.Join(",", values)}' {why}";
+            int Int(int min, int max, string what) =>
+                int.TryParse(Single(), NumberStyles.None, CultureInfo.InvariantCulture, out int value) && value >= min && value <= max
+                    ? value
+                    : throw new OptionsException(Bad($"is not {what}"));
             options = option.Key switch
             {
                 "Port" => options with
                 {
-                    Port = int.TryParse(Single(), NumberStyles.None, CultureInfo.InvariantCulture, out int port)
-                        && (port == 0 || port is >= ServerOptions.MinPort and <= ServerOptions.MaxPort)
+                    Port = Int(0, ServerOptions.MaxPort, PortRule) is var port && (port == 0 || port >= ServerOptions.MinPort)
                         ? port
-                        : throw new OptionsException(Bad($"is not a valid port: use {ServerOptions.MinPort}-{ServerOptions.MaxPort}, or 0 for any free port")),
+                        : throw new OptionsException(Bad($"is not {PortRule}")),
                 },
                 "Bind" => options with
                 {
@@ -173,11 +211,13 @@ public static class ServerOptionsLoader
                 },
                 "MaxLineLength" => options with
                 {
-                    MaxLineLength = int.TryParse(Single(), NumberStyles.None, CultureInfo.InvariantCulture, out int max)
-                        && max is >= ServerOptions.MinLineLengthLimit and <= ServerOptions.MaxLineLengthLimit
-                        ? max
-                        : throw new OptionsException(Bad($"is not a line length: use {ServerOptions.MinLineLengthLimit}-{ServerOptions.MaxLineLengthLimit} bytes")),
+                    MaxLineLength = Int(ServerOptions.MinLineLengthLimit, ServerOptions.MaxLineLengthLimit, $"a line length: use {ServerOptions.MinLineLengthLimit}-{ServerOptions.MaxLineLengthLimit} bytes"),
                 },
+                "MaxConnections" => options with { MaxConnections = Int(1, 1_000_000, "a connection count: use 1-1000000") },
+                "IdleTimeout" => options with { IdleTimeoutSeconds = Int(0, 86_400, "a timeout: use 0 (off) to 86400 seconds") },
+                "MaxReadBuffer" => options with { MaxReadBuffer = Int(4096, 64 * 1024 * 1024, "a buffer size: use 4096-67108864 bytes") },
+                "MaxWriteBuffer" => options with { MaxWriteBuffer = Int(4096, 64 * 1024 * 1024, "a buffer size: use 4096-67108864 bytes") },
+                "ShutdownTimeout" => options with { ShutdownTimeoutSeconds = Int(0, 3600, "a timeout: use 0-3600 seconds") },
                 "LogLevel" => options with
                 {
                     LogLevel = Enum.TryParse(Single(), ignoreCase: true, out LogLevel level) && Enum.IsDefined(level) && !int.TryParse(Single(), out _)

@@ -27,6 +27,9 @@ public static class TinyServerHost
                 });
             }
         });
+        builder.Services.AddSingleton<IConnectionListenerFactory, BackoffSocketTransport>();
+        builder.Services.AddSingleton<ConnectionTracker>();
+        builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(options.ShutdownTimeoutSeconds));
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(listeners);
         builder.Services.AddSingleton(TimeProvider.System);

@@ -57,7 +57,7 @@ public static class ProtocolHarness
 
     public sealed record Result(string Output, bool Closed, CloseReason Reason, int MaxHeld);
 
-    public static Result Run(IReadOnlyList<byte[]> chunks, bool halfClose, int maxLineLength = Wire.DefaultMaxLineLength)
+    public static Result Run(IReadOnlyList<byte[]> chunks, bool halfClose, int maxLineLength = Wire.DefaultMaxLineLength, int outputBudget = int.MaxValue)
     {
         using var session = new ServerSession(new FixedTime(), maxLineLength);
         var output = new ArrayBufferWriter<byte>();
@@ -76,20 +76,28 @@ public static class ProtocolHarness
                 pending.Add(chunks[i]);
             }
 
-            ReadOnlySequence<byte> input = Segment.Sequence(pending);
-            bool open = session.Process(input, final, output, out SequencePosition consumed);
-            if (!open)
+            SessionStatus status;
+            do
             {
-                return new Result(S(output.WrittenSpan.ToArray()), true, session.CloseReason, maxHeld);
-            }
+                ReadOnlySequence<byte> input = Segment.Sequence(pending);
+                int before = output.WrittenCount;
+                status = session.Process(input, final, output, outputBudget, out SequencePosition consumed);
+                if (status == SessionStatus.Closed)
+                {
+                    return new Result(S(output.WrittenSpan.ToArray()), true, session.CloseReason, maxHeld);
+                }
 
-            pending = [];
-            foreach (ReadOnlyMemory<byte> segment in input.Slice(consumed))
-            {
-                pending.Add(segment.ToArray());
-            }
+                // The budget bounds what one call writes: at most one reply past it (telnet refusals aside).
+                Assert.True(output.WrittenCount - before < (long)outputBudget + Wire.DefaultMaxLineLength + 64);
+                pending = [];
+                foreach (ReadOnlyMemory<byte> segment in input.Slice(consumed))
+                {
+                    pending.Add(segment.ToArray());
+                }
 
-            maxHeld = Math.Max(maxHeld, pending.Sum(p => p.Length) + session.HeldBytes);
+                maxHeld = Math.Max(maxHeld, pending.Sum(p => p.Length) + session.HeldBytes);
+            }
+            while (status == SessionStatus.OutputFull);
         }
 
         return new Result(S(output.WrittenSpan.ToArray()), false, session.CloseReason, maxHeld);

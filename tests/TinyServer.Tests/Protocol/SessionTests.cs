@@ -1,3 +1,4 @@
+using System.Buffers;
 using TinyServer.Protocol;
 using static TinyServer.Tests.Protocol.ProtocolHarness;
 
@@ -72,6 +73,33 @@ public class SessionTests
             Assert.Equal(expected, result.Output);
             Assert.False(result.Closed);
         }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(31)]
+    [InlineData(100)]
+    public void An_output_budget_pauses_answering_without_changing_the_answers(int budget)
+    {
+        string script = string.Concat(Enumerable.Range(0, 50).Select(i => i % 2 == 0 ? $"ECHO {i}\n" : "TIME\r\n")) + "QUIT\nTIME\n";
+        string expected = string.Concat(Enumerable.Range(0, 50).Select(i => i % 2 == 0 ? $"ECHO {i}\n" : Time)) + "BYE\n";
+        foreach (byte[][] chunks in new[] { [B(script)], B(script).Chunk(7).ToArray() })
+        {
+            Result result = Run(chunks, halfClose: false, outputBudget: budget);
+            Assert.Equal(expected, result.Output);
+            Assert.True(result.Closed);
+        }
+    }
+
+    [Fact]
+    public void Output_full_stops_at_the_budget_and_keeps_the_rest_unconsumed()
+    {
+        using var session = new ServerSession(new FixedTime());
+        var output = new System.Buffers.ArrayBufferWriter<byte>();
+        var input = new System.Buffers.ReadOnlySequence<byte>(B("ECHO 1\nECHO 2\nECHO 3\n"));
+        Assert.Equal(SessionStatus.OutputFull, session.Process(input, false, output, 10, out System.SequencePosition consumed));
+        Assert.Equal("ECHO 1\nECHO 2\n", S(output.WrittenSpan.ToArray()));
+        Assert.Equal("ECHO 3\n", S(input.Slice(consumed).ToArray()));
     }
 
     public static TheoryData<string, string, CloseReason> ClosingScripts => new()

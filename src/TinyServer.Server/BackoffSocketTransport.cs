@@ -1,0 +1,103 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+
+namespace TinyServer.Server;
+
+/// <summary>
+/// Kestrel's socket transport with one change: when accepting fails for lack of resources (out of file
+/// descriptors, out of memory), it waits and retries, backing off from 10 ms to 1 s, instead of retrying at once
+/// in a loop that holds a core at 100% until descriptors free up. The pending connections stay in the listen
+/// backlog meanwhile and are served as soon as clients leave.
+/// </summary>
+internal sealed class BackoffSocketTransport(ServerOptions options, ILoggerFactory loggers) : IConnectionListenerFactory, IDisposable
+{
+    private const int MinDelayMs = 10;
+    private const int MaxDelayMs = 1000;
+
+    private readonly SocketConnectionContextFactory _connections = new(
+        new SocketConnectionFactoryOptions
+        {
+            MaxReadBufferSize = options.MaxReadBuffer,
+            MaxWriteBufferSize = options.MaxWriteBuffer,
+        },
+        loggers.CreateLogger("Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets"));
+
+    private readonly ILogger _logger = loggers.CreateLogger("TinyServer.Server.Transport");
+
+    public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
+    {
+        var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            if (endpoint is IPEndPoint { Address: var address } && address.Equals(IPAddress.IPv6Any))
+            {
+                socket.DualMode = true;
+            }
+
+            socket.Bind(endpoint);
+            socket.Listen(options.ListenBacklog);
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        {
+            socket.Dispose();
+            throw new AddressInUseException(e.Message, e);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        return ValueTask.FromResult<IConnectionListener>(new Listener(socket, this));
+    }
+
+    public void Dispose() => _connections.Dispose();
+
+    private sealed class Listener(Socket socket, BackoffSocketTransport transport) : IConnectionListener
+    {
+        public EndPoint EndPoint { get; } = socket.LocalEndPoint!;
+
+        public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
+        {
+            int delayMs = MinDelayMs;
+            while (true)
+            {
+                try
+                {
+                    Socket accepted = await socket.AcceptAsync(cancellationToken);
+                    accepted.NoDelay = true;
+                    return transport._connections.Create(accepted);
+                }
+                catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException
+                    || e is SocketException { SocketErrorCode: SocketError.OperationAborted })
+                {
+                    return null; // Unbound: the server is stopping.
+                }
+                catch (SocketException e) when (e.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable)
+                {
+                    Log.AcceptFailed(transport._logger, EndPoint, e.Message, delayMs);
+                    await Task.Delay(delayMs, CancellationToken.None);
+                    delayMs = Math.Min(delayMs * 2, MaxDelayMs);
+                }
+                catch (SocketException)
+                {
+                    // The peer reset while waiting in the backlog: take the next one.
+                }
+            }
+        }
+
+        public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
+        {
+            socket.Dispose();
+            return ValueTask.CompletedTask;
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            socket.Dispose();
+            return ValueTask.CompletedTask;
+        }
+    }
+}
