@@ -36,6 +36,8 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ILoggerFacto
                 socket.DualMode = true;
             }
 
+            // Rebinding while old connections linger in TIME_WAIT is fine (a second listener is still refused).
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
             socket.Bind(endpoint);
             socket.Listen(options.ListenBacklog);
         }
@@ -50,6 +52,8 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ILoggerFacto
             throw;
         }
 
+        // Start the runtime's timer thread now, while resources are plentiful: the accept backoff relies on it.
+        Task.Delay(1, CancellationToken.None).Wait(CancellationToken.None);
         return ValueTask.FromResult<IConnectionListener>(new Listener(socket, this));
     }
 
@@ -75,15 +79,18 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ILoggerFacto
                 {
                     return null; // Unbound: the server is stopping.
                 }
-                catch (SocketException e) when (e.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable)
+                catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
                 {
+                    // The peer gave up while waiting in the backlog: take the next one.
+                }
+                catch (Exception e)
+                {
+                    // Out of descriptors or memory. Kestrel stops accepting for good if this method throws, so wait
+                    // and retry. The wait must not need resources either: Task.Delay may have to start the timer
+                    // thread, which fails out of descriptors, so the timer is started at bind time (see below).
                     Log.AcceptFailed(transport._logger, EndPoint, e.Message, delayMs);
                     await Task.Delay(delayMs, CancellationToken.None);
                     delayMs = Math.Min(delayMs * 2, MaxDelayMs);
-                }
-                catch (SocketException)
-                {
-                    // The peer reset while waiting in the backlog: take the next one.
                 }
             }
         }

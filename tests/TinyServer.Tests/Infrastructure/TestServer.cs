@@ -1,36 +1,91 @@
+using System.Collections.Concurrent;
 using System.Net;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using TinyServer.Server;
 
 namespace TinyServer.Tests.Infrastructure;
 
-/// <summary>The real Kestrel host, in process, on 127.0.0.1 and a free port. No log output.</summary>
+/// <summary>
+/// The real Kestrel host, in process, on 127.0.0.1 and a free port. Nothing is printed; log entries at Warning and
+/// above are kept in <see cref="Warnings"/>.
+/// </summary>
 public sealed class TestServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
 
-    private TestServer(WebApplication app, IPEndPoint endPoint)
+    private TestServer(WebApplication app, IPEndPoint endPoint, ConcurrentQueue<string> warnings)
     {
         _app = app;
         EndPoint = endPoint;
+        Warnings = warnings;
     }
 
     public IPEndPoint EndPoint { get; }
 
     public int Port => EndPoint.Port;
 
+    public ConnectionTracker Tracker => _app.Services.GetRequiredService<ConnectionTracker>();
+
+    /// <summary>Every log entry at Warning or above, with its exception.</summary>
+    public ConcurrentQueue<string> Warnings { get; }
+
     public static async Task<TestServer> StartAsync(ServerOptions? options = null)
     {
         options ??= new ServerOptions();
         options = options with { Port = 0, Bind = [IPAddress.Loopback] };
-        WebApplication app = TinyServerHost.Build(options, logging => { });
+        var warnings = new ConcurrentQueue<string>();
+        WebApplication app = TinyServerHost.Build(options, logging =>
+        {
+            logging.SetMinimumLevel(LogLevel.Warning);
+            logging.AddProvider(new CapturingProvider(warnings));
+        });
         await app.StartAsync().WaitAsync(Timeouts.Read);
-        return new TestServer(app, TinyServerHost.BoundEndPoints(app).Single());
+        return new TestServer(app, TinyServerHost.BoundEndPoints(app).Single(), warnings);
+    }
+
+    /// <summary>
+    /// Waits until <paramref name="accepted"/> connections were accepted and none is still being served
+    /// (connections start and end asynchronously).
+    /// </summary>
+    public async Task WaitForAllClosedAsync(long accepted)
+    {
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        while (Tracker.Accepted < accepted || Tracker.Active != 0)
+        {
+            await Task.Delay(20, deadline.Token);
+        }
     }
 
     public async ValueTask DisposeAsync()
     {
         await _app.StopAsync().WaitAsync(Timeouts.Read);
         await _app.DisposeAsync();
+    }
+
+    private sealed class CapturingProvider(ConcurrentQueue<string> entries) : ILoggerProvider
+    {
+        public ILogger CreateLogger(string categoryName) => new Logger(categoryName, entries);
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class Logger(string category, ConcurrentQueue<string> entries) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state)
+                where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            {
+                if (IsEnabled(logLevel))
+                {
+                    entries.Enqueue($"{logLevel} {category}: {formatter(state, exception)} {exception}");
+                }
+            }
+        }
     }
 }

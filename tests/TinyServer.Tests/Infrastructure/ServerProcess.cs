@@ -3,9 +3,7 @@ using System.Net;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using System.Threading.Channels;
-using TinyServer.Tests.Infrastructure;
-
-namespace TinyServer.Tests.Cli;
+namespace TinyServer.Tests.Infrastructure;
 
 /// <summary>
 /// The built server (<c>dotnet TinyServer.Server.dll</c>) as a separate process. <see cref="StartAsync"/> returns once
@@ -44,6 +42,21 @@ public sealed partial class ServerProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>The server's process id (for /proc readings).</summary>
+    public int Id => _process.Id;
+
+    /// <summary>Descriptors the server has open now (/proc/PID/fd).</summary>
+    public int OpenDescriptors() => Directory.GetFiles($"/proc/{_process.Id}/fd").Length;
+
+    /// <summary>Sets the server's soft and hard RLIMIT_NOFILE while it runs, as <c>prlimit --nofile</c> does.</summary>
+    public void LimitOpenFiles(int limit)
+    {
+        var value = new RLimit { Current = (ulong)limit, Maximum = (ulong)limit };
+        Assert.Equal(0, PrLimit(_process.Id, RlimitNofile, in value, IntPtr.Zero));
+    }
+
+    /// <param name="arguments">Server options.</param>
+    /// <param name="environment">Extra environment variables.</param>
     public static async Task<ServerProcess> StartAsync(IEnumerable<string> arguments, IDictionary<string, string>? environment = null)
     {
         var server = new ServerProcess(ProcessRunner.Start(BuiltPrograms.Dotnet, [BuiltPrograms.ServerDll, .. arguments], environment));
@@ -85,6 +98,33 @@ public sealed partial class ServerProcess : IAsyncDisposable
         string stderr = await _stderr.WaitAsync(Timeouts.Process);
         Assert.Fail($"the server ended its output without a line with '{text}'; stdout:\n{string.Join('\n', Output)}\nstderr:\n{stderr}");
         return "";
+    }
+
+    /// <summary>Sends SIGTERM without waiting.</summary>
+    public void Terminate() => Assert.Equal(0, SendSignal(_process.Id, SigTerm));
+
+    /// <summary>Waits for the process to exit on its own and returns its exit code.</summary>
+    public async Task<int> WaitForExitAsync()
+    {
+        await _process.WaitForExitAsync().WaitAsync(Timeouts.Process);
+        await _stdoutPump.WaitAsync(Timeouts.Process);
+        return _process.ExitCode;
+    }
+
+    /// <summary>Resident set size in KiB (VmRSS of /proc/PID/status).</summary>
+    public long ResidentKiB()
+    {
+        string line = File.ReadLines($"/proc/{_process.Id}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>CPU time used so far (user + system), from /proc/PID/stat.</summary>
+    public TimeSpan CpuTime()
+    {
+        string stat = File.ReadAllText($"/proc/{_process.Id}/stat");
+        string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        long ticks = long.Parse(fields[11], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(fields[12], System.Globalization.CultureInfo.InvariantCulture);
+        return TimeSpan.FromSeconds(ticks / 100.0); // USER_HZ is 100 on Linux.
     }
 
     /// <summary>Asks the server to shut down gracefully (SIGTERM, as systemd or Ctrl-C would) and returns its exit code.
@@ -133,6 +173,18 @@ public sealed partial class ServerProcess : IAsyncDisposable
 
     [GeneratedRegex(@"Listening on 127\.0\.0\.1:(\d+)$")]
     private static partial Regex ListeningPort();
+
+    private const int RlimitNofile = 7;
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct RLimit
+    {
+        public ulong Current;
+        public ulong Maximum;
+    }
+
+    [DllImport("libc", EntryPoint = "prlimit", SetLastError = true)]
+    private static extern int PrLimit(int pid, int resource, in RLimit newLimit, IntPtr oldLimit);
 
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int SendSignal(int pid, int signal);

@@ -1,0 +1,109 @@
+using System.Net.Sockets;
+using TinyServer.Server;
+using TinyServer.Tests.Infrastructure;
+
+namespace TinyServer.Tests.Hardening;
+
+/// <summary>Connection limit and idle timeout over real sockets, each at the limit, one below and one above.</summary>
+public class LimitTests
+{
+    [Fact]
+    public async Task The_eleventh_client_of_ten_is_told_and_closed_while_the_ten_are_served()
+    {
+        await using TestServer server = await TestServer.StartAsync(new ServerOptions { MaxConnections = 10 });
+        var clients = new List<RawConnection>();
+        try
+        {
+            for (int i = 0; i < 10; i++)
+            {
+                clients.Add(await RawConnection.OpenAsync(server.EndPoint)); // The ninth (one below) and tenth (at the limit) too.
+            }
+
+            await using (RawConnection eleventh = await RawConnection.ConnectAsync(server.EndPoint))
+            {
+                Assert.Equal(["ERROR TOO_MANY_CONNECTIONS"], await eleventh.ReadLinesToEndAsync());
+            }
+
+            Assert.Equal(1, server.Tracker.Rejected);
+            foreach (RawConnection client in clients)
+            {
+                await client.SendAsync("ECHO still served\n");
+                Assert.Equal("ECHO still served", await client.ReadLineAsync());
+            }
+
+            // One leaves: the next newcomer is served.
+            await clients[0].SendAsync("QUIT\n");
+            Assert.Equal(["BYE"], await clients[0].ReadLinesToEndAsync());
+            await WaitUntilAsync(() => server.Tracker.Active == 9);
+            clients.Add(await RawConnection.OpenAsync(server.EndPoint));
+        }
+        finally
+        {
+            foreach (RawConnection client in clients)
+            {
+                await client.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_peer_that_trickles_bytes_without_a_newline_is_cut_off_by_the_idle_timeout()
+    {
+        await using TestServer server = await TestServer.StartAsync(new ServerOptions { IdleTimeoutSeconds = 2 });
+        await using RawConnection trickler = await RawConnection.OpenAsync(server.EndPoint);
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        Task<List<string>> lines = trickler.ReadLinesToEndAsync();
+        for (int i = 0; i < 12 && !lines.IsCompleted; i++)
+        {
+            try
+            {
+                await trickler.SendAsync("E");
+            }
+            catch (SocketException)
+            {
+                break; // Already closed.
+            }
+
+            await Task.Delay(250);
+        }
+
+        Assert.Equal(["ERROR IDLE_TIMEOUT"], await lines);
+        Assert.InRange(started.Elapsed.TotalSeconds, 1.9, 4.5); // Two seconds, on a one-second heartbeat.
+    }
+
+    [Fact]
+    public async Task A_complete_line_within_the_idle_timeout_restarts_the_clock()
+    {
+        await using TestServer server = await TestServer.StartAsync(new ServerOptions { IdleTimeoutSeconds = 2 });
+        await using RawConnection client = await RawConnection.OpenAsync(server.EndPoint);
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < 5; i++)
+        {
+            await Task.Delay(800); // Below the timeout each time, above it in total.
+            await client.SendAsync("ECHO awake\n");
+            Assert.Equal("ECHO awake", await client.ReadLineAsync());
+        }
+
+        Assert.True(started.Elapsed.TotalSeconds > 3.5);
+        Assert.Equal(["ERROR IDLE_TIMEOUT"], await client.ReadLinesToEndAsync()); // Then silence: above the timeout.
+    }
+
+    [Fact]
+    public async Task An_idle_timeout_of_zero_never_expires()
+    {
+        await using TestServer server = await TestServer.StartAsync(new ServerOptions { IdleTimeoutSeconds = 0 });
+        await using RawConnection client = await RawConnection.OpenAsync(server.EndPoint);
+        await Task.Delay(TimeSpan.FromSeconds(2.5)); // Two heartbeats and more.
+        await client.SendAsync("ECHO still here\n");
+        Assert.Equal("ECHO still here", await client.ReadLineAsync());
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        while (!condition())
+        {
+            await Task.Delay(20, deadline.Token);
+        }
+    }
+}
