@@ -9,4 +9,5 @@ public enum ExitCode
     CannotConnect = 3,
     Timeout = 4,
     ServerClosed = 5,
+    ProtocolError = 6,
 }

@@ -13,7 +13,8 @@ const string Usage = """
       --demo                 the demo, whatever standard input is
       --timeout SECONDS      limit for connecting and for each reply (default 10)
 
-    Exit codes: 0 ok, 1 an ERROR reply, 2 bad usage, 3 cannot connect, 4 timeout, 5 server closed the connection.
+    Exit codes: 0 ok, 1 an ERROR reply, 2 bad usage, 3 cannot connect, 4 timeout, 5 server closed the connection,
+    6 not the TinyServer protocol (wrong banner, over-long reply).
     """;
 
 TimeSpan timeout = TimeSpan.FromSeconds(10);
@@ -77,7 +78,7 @@ try
         string? line;
         while ((line = Console.In.ReadLine()) is not null)
         {
-            if (line.TrimEnd('\r').Length > 0)
+            if (!string.IsNullOrWhiteSpace(line))
             {
                 commands.Add(line.TrimEnd('\r'));
             }
@@ -100,6 +101,10 @@ catch (OperationCanceledException)
 catch (CannotConnectException e)
 {
     return Fail(ExitCode.CannotConnect, e.Message);
+}
+catch (ProtocolException e)
+{
+    return Fail(ExitCode.ProtocolError, e.Message);
 }
 catch (IOException e)
 {

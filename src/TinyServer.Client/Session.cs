@@ -41,7 +41,7 @@ internal sealed class Session(string host, int port, TimeSpan timeout)
         {
             Console.Out.Write("> ");
             string command = Console.In.ReadLine()?.TrimEnd('\r') ?? "QUIT";
-            if (command.Length == 0)
+            if (string.IsNullOrWhiteSpace(command))
             {
                 continue;
             }
@@ -67,6 +67,11 @@ internal sealed class Session(string host, int port, TimeSpan timeout)
         try
         {
             client = await TinyServerClient.ConnectAsync(host, port, deadline.Token);
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
+        {
+            // Accepted, then dropped at once: the connection was made, the server closed it.
+            throw new ServerClosedException($"the server reset the connection before its banner: {e.Message}");
         }
         catch (SocketException e)
         {

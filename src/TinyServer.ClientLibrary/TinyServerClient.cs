@@ -55,9 +55,17 @@ public sealed class TinyServerClient : IAsyncDisposable
         var client = new TinyServerClient(socket, maxReplyLength);
         try
         {
-            client.Banner = await client.ReadReplyAsync(cancellationToken).ConfigureAwait(false)
+            string banner = await client.ReadReplyAsync(cancellationToken).ConfigureAwait(false)
                 ?? throw new ServerClosedException("the server closed the connection before its banner");
+            client.Banner = Replies.IsBanner(banner)
+                ? banner
+                : throw new ProtocolException($"not a TinyServer: it greeted with '{Shorten(banner)}'");
             return client;
+        }
+        catch (SocketException e)
+        {
+            await client.DisposeAsync().ConfigureAwait(false);
+            throw new ServerClosedException($"the connection was lost before the banner: {e.Message}");
         }
         catch
         {
@@ -82,13 +90,15 @@ public sealed class TinyServerClient : IAsyncDisposable
     }
 
     /// <summary>Reads the next reply line; null when the server has closed the connection.</summary>
+    /// <exception cref="ServerClosedException">The server closed the connection in the middle of a reply line.</exception>
+    /// <exception cref="ProtocolException">The reply line is longer than the limit.</exception>
     public async Task<string?> ReadReplyAsync(CancellationToken cancellationToken = default)
     {
         while (true)
         {
             ReadResult result = await _input.ReadAsync(cancellationToken).ConfigureAwait(false);
             ReadOnlySequence<byte> buffer = result.Buffer;
-            LineStatus status = TryDecode(buffer, result.IsCompleted, out SequencePosition consumed, out string? reply);
+            LineStatus status = TryDecode(buffer, out SequencePosition consumed, out string? reply);
             if (status == LineStatus.Line)
             {
                 _input.AdvanceTo(consumed);
@@ -103,7 +113,10 @@ public sealed class TinyServerClient : IAsyncDisposable
 
             if (result.IsCompleted)
             {
-                return null;
+                // Every reply ends in LF: bytes without one are a reply cut short.
+                return buffer.Slice(consumed).IsEmpty && _decoder.HeldBytes == 0
+                    ? null
+                    : throw new ServerClosedException("the server closed the connection in the middle of a reply");
             }
         }
     }
@@ -131,10 +144,12 @@ public sealed class TinyServerClient : IAsyncDisposable
         return replies;
     }
 
-    private LineStatus TryDecode(ReadOnlySequence<byte> buffer, bool isFinalBlock, out SequencePosition consumed, out string? reply)
+    private static string Shorten(string text) => text.Length <= 80 ? text : text[..80] + "...";
+
+    private LineStatus TryDecode(ReadOnlySequence<byte> buffer, out SequencePosition consumed, out string? reply)
     {
         var reader = new SequenceReader<byte>(buffer);
-        LineStatus status = _decoder.TryReadLine(ref reader, isFinalBlock, null, out ReadOnlySpan<byte> line);
+        LineStatus status = _decoder.TryReadLine(ref reader, isFinalBlock: false, null, out ReadOnlySpan<byte> line);
         reply = status == LineStatus.Line ? Replies.Decode(line) : null;
         consumed = reader.Position;
         return status;

@@ -113,6 +113,11 @@ public sealed class LineDecoder : IDisposable
 
                 index = span.Length; // The line goes on in the next segment: assemble it here.
             }
+            else if (CannotEndWithinLimit(span[..index]))
+            {
+                line = default; // Too long before its first telnet command.
+                return LineStatus.LineTooLong;
+            }
 
             _carrying = true;
             Append(span[..index]);
@@ -144,32 +149,24 @@ public sealed class LineDecoder : IDisposable
 
                 Append(span[..take]);
                 reader.Advance(take);
-                if (index < 0)
+                if (index >= 0)
                 {
-                    continue;
-                }
+                    reader.Advance(1);
+                    if (span[index] == Wire.LF)
+                    {
+                        return CarriedLine(out line);
+                    }
 
-                reader.Advance(1);
-                if (span[index] == Telnet.Iac)
-                {
                     _telnet = TelnetState.Command;
-                    continue;
                 }
-
-                return CarriedLine(out line);
             }
 
-            if (_carryLength > _maxLineLength + 1)
+            // Checked after every step, so the answer cannot depend on where the input was cut.
+            if (CannotEndWithinLimit(_carry.AsSpan(0, _carryLength)))
             {
                 line = default;
                 return LineStatus.LineTooLong;
             }
-        }
-
-        if (CannotEndWithinLimit(_carry.AsSpan(0, _carryLength)))
-        {
-            line = default;
-            return LineStatus.LineTooLong;
         }
 
         if (isFinalBlock && _carryLength > 0)

@@ -15,6 +15,9 @@ public static class Replies
     /// <summary>True when <paramref name="reply"/> is an error reply (compared case-insensitively).</summary>
     public static bool IsError(string reply) => reply.StartsWith(Wire.ErrorPrefixText, StringComparison.OrdinalIgnoreCase);
 
+    /// <summary>True when <paramref name="line"/> is the server's banner (compared case-insensitively).</summary>
+    public static bool IsBanner(string line) => line.Equals(Wire.BannerText, StringComparison.OrdinalIgnoreCase);
+
     /// <summary>True when <paramref name="reply"/> is the reply to QUIT (compared case-insensitively).</summary>
     public static bool IsBye(string reply) => reply.Equals(Wire.ByeText, StringComparison.OrdinalIgnoreCase);
 

@@ -14,13 +14,27 @@ namespace TinyServer.Server;
 /// </summary>
 public sealed class LineConnectionHandler(ServerOptions options, TimeProvider time, ConnectionTracker tracker, ILogger<LineConnectionHandler> logger) : ConnectionHandler
 {
+    /// <summary>While lingering before a close, a pause in the client's input this long ends the wait.</summary>
+    public static readonly TimeSpan QuietPeriod = TimeSpan.FromMilliseconds(100);
+
     public override async Task OnConnectedAsync(ConnectionContext connection)
     {
         if (!tracker.TryAdmit())
         {
             // Kestrel's own limit would close silently: tell the client why.
             Responses.WriteError(connection.Transport.Output, ErrorCode.TooManyConnections);
-            await connection.Transport.Output.FlushAsync();
+            try
+            {
+                if (!(await connection.Transport.Output.FlushAsync()).IsCompleted)
+                {
+                    await LingerAsync(connection.Transport.Input);
+                }
+            }
+            catch (Exception e) when (e is IOException or ConnectionAbortedException)
+            {
+                // Gone already.
+            }
+
             return;
         }
 
@@ -95,6 +109,10 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
                 }
 
                 open = status != SessionStatus.Closed && !flushed.IsCompleted;
+                if (!open && !flushed.IsCompleted && !result.IsCompleted)
+                {
+                    await LingerAsync(input);
+                }
             }
 
             if (watch.Ending == ErrorCode.ShuttingDown && reason == "shutting down")
@@ -118,6 +136,38 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         if (logging)
         {
             Log.ConnectionClosed(logger, connection.ConnectionId, connection.RemoteEndPoint, session.CloseReason == CloseReason.None ? reason : session.CloseReason.ToString(), session.Requests);
+        }
+    }
+
+    /// <summary>
+    /// The server has sent its last reply and will close. Closing with unread input would make the kernel answer
+    /// with a reset and drop the replies it has not delivered yet, so first read and discard what the client still
+    /// sends, until it closes, pauses for <see cref="QuietPeriod"/>, or the linger timeout passes.
+    /// </summary>
+    private async Task LingerAsync(PipeReader input)
+    {
+        long deadline = Environment.TickCount64 + (options.LingerTimeoutSeconds * 1000L);
+        using var quiet = new CancellationTokenSource();
+        try
+        {
+            while (deadline - Environment.TickCount64 is > 0 and var left)
+            {
+                quiet.CancelAfter(TimeSpan.FromMilliseconds(Math.Min(QuietPeriod.TotalMilliseconds, left)));
+                ReadResult result = await input.ReadAsync(quiet.Token);
+                input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The client paused: nothing unread is left behind.
+        }
+        catch (Exception e) when (e is IOException or ConnectionAbortedException)
+        {
+            // The client reset or vanished: nothing more to protect.
         }
     }
 

@@ -51,6 +51,14 @@ public sealed record ServerOptions
     /// </summary>
     public int ListenBacklog { get; init; } = 511;
 
+    /// <summary>
+    /// After its last reply on a connection it closes (QUIT, a line too long, a timeout, shutdown, the connection
+    /// limit), the server reads and discards what the client still sends for up to this many seconds, until the
+    /// client closes or pauses for <see cref="LineConnectionHandler.QuietPeriod"/>. Closing a socket with unread input
+    /// makes the kernel reset the connection and drop replies not yet delivered. 0 closes at once.
+    /// </summary>
+    public int LingerTimeoutSeconds { get; init; } = 2;
+
     /// <summary>Seconds a stopping server waits for connections to drain before aborting them.</summary>
     public int ShutdownTimeoutSeconds { get; init; } = 5;
 }
@@ -80,6 +88,7 @@ public static class ServerOptionsLoader
         new("--idle-timeout", "IdleTimeout", "300", "seconds without a complete line before ERROR IDLE_TIMEOUT and a close; 0 disables (0-86400)"),
         new("--max-read-buffer", "MaxReadBuffer", "32768", "bytes received and not yet answered before reading pauses (4096-67108864)"),
         new("--max-write-buffer", "MaxWriteBuffer", "32768", "bytes of replies queued for a slow reader before answering pauses (4096-67108864)"),
+        new("--linger-timeout", "LingerTimeout", "2", "seconds to read and discard input after the last reply before closing, so the reply is not lost to a reset (0-60)"),
         new("--shutdown-timeout", "ShutdownTimeout", "5", "seconds to drain connections on SIGTERM/SIGINT before aborting them (0-3600)"),
         new("--log-level", "LogLevel", "Information", "Trace, Debug (one line per connection), Information, Warning, Error, Critical or None"),
     ];
@@ -217,6 +226,7 @@ public static class ServerOptionsLoader
                 "IdleTimeout" => options with { IdleTimeoutSeconds = Int(0, 86_400, "a timeout: use 0 (off) to 86400 seconds") },
                 "MaxReadBuffer" => options with { MaxReadBuffer = Int(4096, 64 * 1024 * 1024, "a buffer size: use 4096-67108864 bytes") },
                 "MaxWriteBuffer" => options with { MaxWriteBuffer = Int(4096, 64 * 1024 * 1024, "a buffer size: use 4096-67108864 bytes") },
+                "LingerTimeout" => options with { LingerTimeoutSeconds = Int(0, 60, "a timeout: use 0-60 seconds") },
                 "ShutdownTimeout" => options with { ShutdownTimeoutSeconds = Int(0, 3600, "a timeout: use 0-3600 seconds") },
                 "LogLevel" => options with
                 {

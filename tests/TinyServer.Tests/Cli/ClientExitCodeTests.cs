@@ -188,4 +188,52 @@ public class ClientExitCodeTests
         Assert.Equal(Lines($"CONNECT to 127.0.0.1:{server.Port}"), result.StandardOutput);
         Assert.Equal("tinyserver-client: the server closed the connection before its banner\n", result.StandardError);
     }
+
+    [Fact]
+    public async Task A_reply_cut_short_by_the_close_exits_5()
+    {
+        await using var server = new ScriptedServer(async socket =>
+        {
+            await socket.SendAsync(BannerLine, SocketFlags.None).WaitAsync(Timeouts.Read);
+            await ScriptedServer.ReadLineAsync(socket);
+            await socket.SendAsync("BY"u8.ToArray(), SocketFlags.None).WaitAsync(Timeouts.Read);
+            socket.Shutdown(SocketShutdown.Both);
+        });
+
+        ProcessResult result = await RunClientAsync(standardInput: "", "127.0.0.1", server.Port.ToString(), "QUIT");
+
+        Assert.Equal(5, result.ExitCode);
+        Assert.Equal("tinyserver-client: the server closed the connection in the middle of a reply\n", result.StandardError);
+    }
+
+    [Fact]
+    public async Task A_reset_before_the_banner_exits_5()
+    {
+        await using var server = new ScriptedServer(socket =>
+        {
+            socket.LingerState = new LingerOption(true, 0);
+            socket.Close();
+            return Task.CompletedTask;
+        });
+
+        ProcessResult result = await RunClientAsync(standardInput: "", "127.0.0.1", server.Port.ToString(), "TIME");
+
+        Assert.Equal(5, result.ExitCode);
+        Assert.Equal(Lines($"CONNECT to 127.0.0.1:{server.Port}"), result.StandardOutput);
+    }
+
+    [Fact]
+    public async Task A_peer_that_is_not_a_TinyServer_exits_6()
+    {
+        await using var server = new ScriptedServer(async socket =>
+        {
+            await socket.SendAsync("HTTP/1.1 400 Bad Request\r\n\r\n"u8.ToArray(), SocketFlags.None).WaitAsync(Timeouts.Read);
+            socket.Shutdown(SocketShutdown.Both);
+        });
+
+        ProcessResult result = await RunClientAsync(standardInput: "", "127.0.0.1", server.Port.ToString(), "TIME");
+
+        Assert.Equal(6, result.ExitCode);
+        Assert.Equal("tinyserver-client: not a TinyServer: it greeted with 'HTTP/1.1 400 Bad Request'\n", result.StandardError);
+    }
 }

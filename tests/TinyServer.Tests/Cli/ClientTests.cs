@@ -73,8 +73,8 @@ public partial class ClientTests
     {
         await using TestServer server = await TestServer.StartAsync();
 
-        // CRLF endings, a blank line (skipped), an LF line, and a last line without any line ending.
-        ProcessResult result = await RunClientAsync(standardInput: "ECHO one\r\n\r\n\nECHO two\nHELP", "127.0.0.1", server.Port.ToString());
+        // CRLF endings, blank and spaces-only lines (skipped), an LF line, and a last line without any line ending.
+        ProcessResult result = await RunClientAsync(standardInput: "ECHO one\r\n\r\n\n   \n \t\r\nECHO two\nHELP", "127.0.0.1", server.Port.ToString());
 
         Assert.Equal(0, result.ExitCode);
         Assert.Equal(

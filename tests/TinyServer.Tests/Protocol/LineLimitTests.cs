@@ -89,6 +89,22 @@ public class LineLimitTests
         Assert.True(result.Closed);
     }
 
+    [Theory]
+    [InlineData("TIMEX\xff\xf7\n", "")] // IAC EC cannot take back the byte that made the line too long.
+    [InlineData("tI\xff\xfb\x0f", "")] // No telnet answer before the error.
+    [InlineData("TIME\xff\xff\xff\xf7\n", "")] // The data byte 255 counts.
+    [InlineData("TIME\r\xff\xf1\n", "TIME 2025-09-12T17:24:13-05:00\n")] // max bytes + CR, then a command, then LF.
+    public void A_telnet_command_right_after_the_limit_changes_nothing_however_the_bytes_arrive(string script, string before)
+    {
+        int max = script.StartsWith("tI", StringComparison.Ordinal) ? 1 : 4;
+        foreach (byte[][] chunks in Splits(B(script)))
+        {
+            Result result = Run(chunks, halfClose: false, max);
+            Assert.Equal(before.Length > 0 ? before : TooLong, result.Output);
+            Assert.Equal(before.Length == 0, result.Closed);
+        }
+    }
+
     [Fact]
     public void Telnet_commands_do_not_count_toward_the_limit()
     {

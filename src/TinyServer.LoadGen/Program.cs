@@ -1,0 +1,3 @@
+using TinyServer.LoadGen;
+
+return Cli.Run(args, Console.Out, Console.Error);

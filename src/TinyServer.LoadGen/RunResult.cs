@@ -1,0 +1,49 @@
+using HdrHistogram;
+
+namespace TinyServer.LoadGen;
+
+/// <summary>One second of the run, as the progress line showed it.</summary>
+internal readonly record struct Sample(double Seconds, double RequestsPerSecond, bool Warmup);
+
+/// <summary>What a run measured.</summary>
+internal sealed record RunResult
+{
+    public required LoadOptions Options { get; init; }
+
+    /// <summary>The mix as sent, e.g. <c>ECHO hello:3,TIME:1</c>.</summary>
+    public required string Workload { get; init; }
+
+    /// <summary>Connections up when the load started.</summary>
+    public required int Connected { get; init; }
+
+    public required double ConnectSeconds { get; init; }
+
+    /// <summary>Replies received inside the measurement window, each timed into <see cref="Latency"/>.</summary>
+    public long Requests => Latency.TotalCount;
+
+    /// <summary>The measurement window: -d, or for -n from the start to the last reply.</summary>
+    public required double DurationSeconds { get; init; }
+
+    /// <summary>Latency in nanoseconds of every reply in the window.</summary>
+    public required HistogramBase Latency { get; init; }
+
+    public required ErrorCounts Errors { get; init; }
+
+    /// <summary>Dials closed and made again because the banner had not come after --retry-after.</summary>
+    public required long ConnectRetries { get; init; }
+
+    /// <summary>Sessions ended by QUIT (--requests-per-session).</summary>
+    public required long Sessions { get; init; }
+
+    public required IReadOnlyList<Sample> Samples { get; init; }
+
+    public double RequestsPerSecond => DurationSeconds > 0 ? Requests / DurationSeconds : 0;
+
+    /// <summary>The latency at <paramref name="percentile"/> (0 to 100) in microseconds; 0 when nothing was measured.</summary>
+    public double Microseconds(double percentile) =>
+        Requests == 0 ? 0 : Latency.GetValueAtPercentile(percentile) / 1000.0;
+
+    public double MaxMicroseconds => Requests == 0 ? 0 : Latency.GetMaxValue() / 1000.0;
+
+    public double MeanMicroseconds => Requests == 0 ? 0 : Latency.GetMean() / 1000.0;
+}

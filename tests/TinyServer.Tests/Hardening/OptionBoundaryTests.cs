@@ -1,0 +1,49 @@
+using TinyServer.Server;
+
+namespace TinyServer.Tests.Hardening;
+
+/// <summary>Every numeric option at its bounds: the limit and one inside are accepted, one outside is refused.</summary>
+public class OptionBoundaryTests
+{
+    [Theory]
+    [InlineData("--max-line-length", 16, 1_048_576)]
+    [InlineData("--max-connections", 1, 1_000_000)]
+    [InlineData("--idle-timeout", 0, 86_400)]
+    [InlineData("--max-read-buffer", 4096, 67_108_864)]
+    [InlineData("--max-write-buffer", 4096, 67_108_864)]
+    [InlineData("--linger-timeout", 0, 60)]
+    [InlineData("--shutdown-timeout", 0, 3600)]
+    public void Each_limit_is_accepted_at_its_bounds_and_refused_beyond(string option, int min, int max)
+    {
+        foreach (int value in new[] { min, min + 1, max - 1, max })
+        {
+            Assert.NotNull(Load(option, value));
+        }
+
+        foreach (int value in new[] { min - 1, max + 1 })
+        {
+            OptionsException error = Assert.Throws<OptionsException>(() => Load(option, value));
+            Assert.Contains(option, error.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void Values_land_in_the_options()
+    {
+        ServerOptions options = ServerOptionsLoader.Load(
+            ["--max-connections", "7", "--idle-timeout", "9", "--max-read-buffer", "5000", "--max-write-buffer", "6000", "--linger-timeout", "3", "--shutdown-timeout", "4"],
+            new Dictionary<string, string>(),
+            settingsFile: null)!;
+        Assert.Equal((7, 9, 5000, 6000, 3, 4), (options.MaxConnections, options.IdleTimeoutSeconds, options.MaxReadBuffer, options.MaxWriteBuffer, options.LingerTimeoutSeconds, options.ShutdownTimeoutSeconds));
+    }
+
+    [Fact]
+    public void The_defaults_are_the_documented_ones()
+    {
+        ServerOptions options = ServerOptionsLoader.Load([], new Dictionary<string, string>(), settingsFile: null)!;
+        Assert.Equal((40000, 16384, 10_000, 300, 32768, 32768, 2, 5), (options.Port, options.MaxLineLength, options.MaxConnections, options.IdleTimeoutSeconds, options.MaxReadBuffer, options.MaxWriteBuffer, options.LingerTimeoutSeconds, options.ShutdownTimeoutSeconds));
+    }
+
+    private static ServerOptions? Load(string option, int value) =>
+        ServerOptionsLoader.Load([option, value.ToString(System.Globalization.CultureInfo.InvariantCulture)], new Dictionary<string, string>(), settingsFile: null);
+}
