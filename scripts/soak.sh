@@ -8,9 +8,12 @@ cd "$(dirname "$0")/.."
 seconds=${1:-300}
 warmup=15
 out=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$out"' EXIT
+server=""
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$out"' EXIT
 
-dotnet build -c Release -v q --nologo -clp:NoSummary src/TinyServer.Server src/TinyServer.LoadGen >/dev/null
+for project in src/TinyServer.Server src/TinyServer.LoadGen; do
+  dotnet build "$project" -c Release -v q --nologo -clp:NoSummary >/dev/null
+done
 ulimit -n "$(ulimit -Hn)"
 dotnet src/TinyServer.Server/bin/Release/net10.0/TinyServer.Server.dll --port 0 --bind 127.0.0.1 >"$out/server.log" 2>&1 &
 server=$!

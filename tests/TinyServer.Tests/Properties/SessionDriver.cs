@@ -5,8 +5,7 @@ using TinyServer.Tests.Protocol;
 namespace TinyServer.Tests.Properties;
 
 /// <summary>
-/// Drives a <see cref="ServerSession"/> as the Kestrel handler does (the same loop as
-/// <see cref="ProtocolHarness.Run"/>): each chunk is appended, as its own segment, to what was not consumed, then
+/// Drives a <see cref="ServerSession"/> as the Kestrel handler does: each chunk is appended, as its own segment, to what was not consumed, then
 /// processed; <see cref="SessionStatus.OutputFull"/> is called again at once; half-close is a last, final call.
 /// On top of that it measures what the session holds for an unfinished line after every call.
 /// </summary>

@@ -46,8 +46,9 @@ public sealed class Segment : ReadOnlySequenceSegment<byte>
 }
 
 /// <summary>
-/// Drives a <see cref="ServerSession"/> the way the Kestrel handler does: each chunk is appended to what was not
-/// consumed (keeping segment boundaries, as a pipe does), then processed; half-close is a last, final call.
+/// Drives a <see cref="ServerSession"/> the way the Kestrel handler does (through
+/// <see cref="Properties.SessionDriver"/>): each chunk is appended to what was not consumed, keeping segment
+/// boundaries as a pipe does, then processed; half-close is a last, final call.
 /// </summary>
 public static class ProtocolHarness
 {
@@ -59,48 +60,8 @@ public static class ProtocolHarness
 
     public static Result Run(IReadOnlyList<byte[]> chunks, bool halfClose, int maxLineLength = Wire.DefaultMaxLineLength, int outputBudget = int.MaxValue)
     {
-        using var session = new ServerSession(new FixedTime(), maxLineLength);
-        var output = new ArrayBufferWriter<byte>();
-        var pending = new List<byte[]>();
-        int maxHeld = 0;
-        for (int i = 0; i <= chunks.Count; i++)
-        {
-            bool final = i == chunks.Count;
-            if (final && !halfClose)
-            {
-                break;
-            }
-
-            if (!final)
-            {
-                pending.Add(chunks[i]);
-            }
-
-            SessionStatus status;
-            do
-            {
-                ReadOnlySequence<byte> input = Segment.Sequence(pending);
-                int before = output.WrittenCount;
-                status = session.Process(input, final, output, outputBudget, out SequencePosition consumed);
-                if (status == SessionStatus.Closed)
-                {
-                    return new Result(S(output.WrittenSpan.ToArray()), true, session.CloseReason, maxHeld);
-                }
-
-                // The budget bounds what one call writes: at most one reply past it (telnet refusals aside).
-                Assert.True(output.WrittenCount - before < (long)outputBudget + Wire.DefaultMaxLineLength + 64);
-                pending = [];
-                foreach (ReadOnlyMemory<byte> segment in input.Slice(consumed))
-                {
-                    pending.Add(segment.ToArray());
-                }
-
-                maxHeld = Math.Max(maxHeld, pending.Sum(p => p.Length) + session.HeldBytes);
-            }
-            while (status == SessionStatus.OutputFull);
-        }
-
-        return new Result(S(output.WrittenSpan.ToArray()), false, session.CloseReason, maxHeld);
+        Properties.SessionDriver.Result result = Properties.SessionDriver.Run(chunks, halfClose, maxLineLength, outputBudget, new FixedTime());
+        return new Result(S(result.Output), result.Closed, result.Reason, Math.Max(result.MaxHeldWaiting, result.MaxHeldBytes));
     }
 
     /// <summary>Every way of cutting <paramref name="input"/> in two, and one byte per chunk.</summary>
