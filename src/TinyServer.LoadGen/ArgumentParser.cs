@@ -34,6 +34,7 @@ internal static class ArgumentParser
           --redis                    Redis mode: no banner, inline commands, RESP replies (ECHO, PING, TIME)
           -h, --help                 this text
         Progress goes to stderr once a second, the report to stdout. Exit code: 0 no errors, 1 errors, 2 bad usage.
+        Linux only (epoll). Many connections need a higher ulimit -n.
         """;
 
     /// <summary>The options, or null when help was asked for.</summary>

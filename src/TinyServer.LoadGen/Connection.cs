@@ -500,7 +500,16 @@ internal sealed class Connection
 
         if (command == Workload.QuitIndex)
         {
+            // Done sending: a server that lingers to read what a client still sends closes at once. Its close is
+            // awaited (EndSession); a reset instead shows on the next read, so a failed shutdown needs no handling.
             _byeSeen = true;
+            try
+            {
+                _socket!.Shutdown(SocketShutdown.Send);
+            }
+            catch (SocketException)
+            {
+            }
         }
         else if (now <= _run.RecordEnd)
         {

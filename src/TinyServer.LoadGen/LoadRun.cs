@@ -22,6 +22,7 @@ internal sealed class LoadRun
     private readonly List<Sample> _samples = [];
     private bool _measuring;
     private long _lastPrint;
+    private long _nextPrint;
 
     private LoadRun(RunState run, TextWriter progress)
     {
@@ -51,6 +52,7 @@ internal sealed class LoadRun
         _run.Begin(now, live.Length);
         _measuring = _run.MeasureStart == _run.Start;
         _lastPrint = now;
+        _nextPrint = now + Second;
         long requests = options.Requests ?? 0;
         for (int i = 0; i < live.Length; i++)
         {
@@ -144,7 +146,7 @@ internal sealed class LoadRun
             if (now >= nextTick || over)
             {
                 OnTick(now, over);
-                nextTick = Math.Min(now + Tick, _measuring ? _run.IssueEnd : _run.MeasureStart);
+                nextTick = Math.Min(_run.Start + (((now - _run.Start) / Tick) + 1) * Tick, _measuring ? _run.IssueEnd : _run.MeasureStart);
             }
 
             if (over)
@@ -200,7 +202,7 @@ internal sealed class LoadRun
 
         bool warmup = !_measuring;
         bool warmupOver = warmup && now >= _run.MeasureStart;
-        if (now - _lastPrint < Second && !over && !warmupOver)
+        if (now < _nextPrint && !over && !warmupOver)
         {
             return;
         }
@@ -226,5 +228,9 @@ internal sealed class LoadRun
             $"{Clock.ToSeconds(now - _run.Start),6:F1} s{(warmup ? " warmup" : "")}  {rate,10:F0} req/s  p50 {(any ? _sincePrint.GetValueAtPercentile(50) / 1000.0 : 0),8:F1} us  p99 {(any ? _sincePrint.GetValueAtPercentile(99) / 1000.0 : 0),8:F1} us  errors {_run.Errors.Total}"));
         _sincePrint.Reset();
         _lastPrint = now;
+        while (_nextPrint <= now)
+        {
+            _nextPrint += Second;
+        }
     }
 }
