@@ -25,6 +25,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "Stopped: {Drained} connections drained, {Aborted} aborted")]
     public static partial void Stopped(ILogger logger, long drained, long aborted);
 
-    [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "Cannot accept connections on {EndPoint}: {Error}; retrying in {DelayMs} ms")]
-    public static partial void AcceptFailed(ILogger logger, EndPoint endPoint, string error, int delayMs);
+    [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "Cannot accept connections on {EndPoint}: {Error}; retrying with a backoff up to 1 s until it works")]
+    public static partial void AcceptFailed(ILogger logger, EndPoint endPoint, string error);
+
+    [LoggerMessage(EventId = 21, Level = LogLevel.Debug, Message = "Accept on {EndPoint} failed: {Error}; retrying in {DelayMs} ms")]
+    public static partial void AcceptRetry(ILogger logger, EndPoint endPoint, string error, int delayMs);
 }

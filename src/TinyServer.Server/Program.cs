@@ -19,7 +19,7 @@ if (options is null)
     return 0;
 }
 
-long? descriptorLimit = FileDescriptorLimit.Raise();
+FileDescriptorLimit.Raise();
 await using WebApplication app = TinyServerHost.Build(options, logging => logging.AddSimpleConsole(console =>
 {
     console.SingleLine = true;
@@ -51,9 +51,9 @@ foreach (var endPoint in TinyServerHost.BoundEndPoints(app))
     Log.Listening(logger, endPoint.ToString());
 }
 
-if (descriptorLimit is long limit)
+FileDescriptorLimit descriptors = app.Services.GetRequiredService<FileDescriptorLimit>();
+if (FileDescriptorLimit.Current is long limit && descriptors.Capacity is long capacity)
 {
-    long capacity = limit - FileDescriptorLimit.Reserved;
     if (capacity < options.MaxConnections)
     {
         Log.CapacityLow(logger, limit, capacity, options.MaxConnections);

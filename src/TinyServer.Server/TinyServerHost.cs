@@ -29,6 +29,7 @@ public static class TinyServerHost
         });
         builder.Services.AddSingleton<IConnectionListenerFactory, BackoffSocketTransport>();
         builder.Services.AddSingleton<ConnectionTracker>();
+        builder.Services.AddSingleton<FileDescriptorLimit>();
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(options.ShutdownTimeoutSeconds));
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(listeners);

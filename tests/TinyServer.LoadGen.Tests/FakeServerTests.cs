@@ -74,7 +74,7 @@ public class FakeServerTests
         RunOutput run = await LoadGenerator.RunJsonAsync(server.Port, "-n", "5", "-c", "1", "--retry-after", "0.2");
 
         Assert.Equal(0, run.ExitCode);
-        Assert.Equal(1, run.Number("connect_retries"));
+        Assert.True(run.Number("connect_retries") >= 1); // More when a loaded machine delays the later banners too.
         Assert.Equal(5, run.Number("requests"));
     }
 
