@@ -64,6 +64,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         using CancellationTokenRegistration onShutdown = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?
             .ConnectionClosedRequested.Register(static state => ((Watch)state!).OnShutdown(), watch) ?? default;
         string reason = "";
+        bool graceful = false;
         try
         {
             Responses.WriteBanner(output);
@@ -105,19 +106,15 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
                     // The idle timeout struck while the peer was not reading its replies: nothing more can reach it.
                     reason = "idle timeout while the peer was not reading";
                     connection.Abort();
-                    break;
+                    return;
                 }
 
                 open = status != SessionStatus.Closed && !flushed.IsCompleted;
-                if (!open && !flushed.IsCompleted && !result.IsCompleted)
+                graceful = status == SessionStatus.Closed && !flushed.IsCompleted; // Our last line reached the transport.
+                if (graceful && !result.IsCompleted)
                 {
                     await LingerAsync(input);
                 }
-            }
-
-            if (watch.Ending == ErrorCode.ShuttingDown && reason == "shutting down")
-            {
-                tracker.CountDrained();
             }
         }
         catch (Exception e) when (e is IOException or ConnectionAbortedException or OperationCanceledException)
@@ -127,15 +124,22 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         }
         finally
         {
-            if (watch.Ending == ErrorCode.ShuttingDown && reason != "shutting down")
+            if (watch.Ending == ErrorCode.ShuttingDown)
             {
-                tracker.CountAborted();
+                if (graceful)
+                {
+                    tracker.CountDrained();
+                }
+                else
+                {
+                    tracker.CountAborted();
+                }
             }
-        }
 
-        if (logging)
-        {
-            Log.ConnectionClosed(logger, connection.ConnectionId, connection.RemoteEndPoint, session.CloseReason == CloseReason.None ? reason : session.CloseReason.ToString(), session.Requests);
+            if (logging)
+            {
+                Log.ConnectionClosed(logger, connection.ConnectionId, connection.RemoteEndPoint, session.CloseReason == CloseReason.None ? reason : session.CloseReason.ToString(), session.Requests);
+            }
         }
     }
 
