@@ -22,8 +22,8 @@ internal static partial class Log
     [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "File descriptor limit {Limit} is below what --max-connections {MaxConnections} needs; connections beyond about {Capacity} will wait in the listen backlog")]
     public static partial void CapacityLow(ILogger logger, long limit, long capacity, int maxConnections);
 
-    [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "Stopped: {Drained} connections drained, {Aborted} aborted")]
-    public static partial void Stopped(ILogger logger, long drained, long aborted);
+    [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "Stopped after {Accepted} connections ({Rejected} more turned away at the limit): {Drained} connections drained, {Aborted} aborted")]
+    public static partial void Stopped(ILogger logger, long accepted, long rejected, long drained, long aborted);
 
     [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "Cannot accept connections on {EndPoint}: {Error}; retrying with a backoff up to 1 s until it works")]
     public static partial void AcceptFailed(ILogger logger, EndPoint endPoint, string error);

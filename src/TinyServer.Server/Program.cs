@@ -67,5 +67,5 @@ if (FileDescriptorLimit.Current is long limit && descriptors.Capacity is long ca
 Log.Ready(logger, options.MaxLineLength);
 await app.WaitForShutdownAsync();
 ConnectionTracker tracker = app.Services.GetRequiredService<ConnectionTracker>();
-Log.Stopped(logger, tracker.Drained, tracker.Aborted);
+Log.Stopped(logger, tracker.Accepted, tracker.Rejected, tracker.Drained, tracker.Aborted);
 return 0;

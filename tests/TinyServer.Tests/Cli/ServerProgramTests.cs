@@ -188,7 +188,7 @@ public class ServerProgramTests
             line => Assert.EndsWith($"Listening on 127.0.0.1:{server.EndPoint.Port}", line, StringComparison.Ordinal),
             line => Assert.Contains("File descriptor limit", line, StringComparison.Ordinal),
             line => Assert.EndsWith("TinyServer ready: max line length 16384 bytes", line, StringComparison.Ordinal),
-            line => Assert.EndsWith("Stopped: 0 connections drained, 0 aborted", line, StringComparison.Ordinal));
+            line => Assert.EndsWith("Stopped after 1 connections (0 more turned away at the limit): 0 connections drained, 0 aborted", line, StringComparison.Ordinal));
     }
 
     private static Task<ProcessResult> RunServerAsync(string[] arguments, IDictionary<string, string>? environment = null) =>

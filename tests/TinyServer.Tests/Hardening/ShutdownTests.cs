@@ -27,7 +27,7 @@ public class ShutdownTests
         Assert.Equal(["ERROR SHUTTING_DOWN"], await busy.ReadLinesToEndAsync());
         Assert.Equal(["ERROR SHUTTING_DOWN"], await idle.ReadLinesToEndAsync());
         Assert.Equal(0, await server.WaitForExitAsync());
-        Assert.EndsWith("Stopped: 2 connections drained, 0 aborted", server.Output[^1], StringComparison.Ordinal);
+        Assert.EndsWith("Stopped after 2 connections (0 more turned away at the limit): 2 connections drained, 0 aborted", server.Output[^1], StringComparison.Ordinal);
     }
 
     [Fact]
@@ -51,7 +51,7 @@ public class ShutdownTests
         server.Terminate();
         Assert.Equal(0, await server.WaitForExitAsync());
         Assert.InRange(stopping.Elapsed.TotalSeconds, 0.9, 10);
-        Assert.EndsWith("Stopped: 0 connections drained, 1 aborted", server.Output[^1], StringComparison.Ordinal);
+        Assert.EndsWith("Stopped after 1 connections (0 more turned away at the limit): 0 connections drained, 1 aborted", server.Output[^1], StringComparison.Ordinal);
         await send.ContinueWith(_ => { }, TaskScheduler.Default);
     }
 }
