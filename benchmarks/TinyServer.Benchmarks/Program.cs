@@ -1,3 +1,5 @@
 using BenchmarkDotNet.Running;
+using TinyServer.Benchmarks;
 
-BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+// typeof(Program) would be ambiguous: the referenced server assembly has a public Program class too.
+BenchmarkSwitcher.FromAssembly(typeof(ProtocolBenchmarks).Assembly).Run(args);
