@@ -31,7 +31,14 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
 
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
-        var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        string? unixPath = (endpoint as UnixDomainSocketEndPoint)?.ToString();
+        if (unixPath is not null)
+        {
+            UnixSocketFile.PrepareForBind(unixPath);
+        }
+
+        var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, unixPath is null ? ProtocolType.Tcp : ProtocolType.Unspecified);
+        bool bound = false;
         try
         {
             if (endpoint is IPEndPoint { Address: var address } && address.Equals(IPAddress.IPv6Any))
@@ -39,9 +46,20 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
                 socket.DualMode = true;
             }
 
-            // Rebinding while old connections linger in TIME_WAIT is fine (a second listener is still refused).
-            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            if (unixPath is null)
+            {
+                // Rebinding while old connections linger in TIME_WAIT is fine (a second listener is still refused).
+                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            }
+
             socket.Bind(endpoint);
+            bound = true;
+            if (unixPath is not null)
+            {
+                // Before listen(): nobody can connect until the file has its permissions.
+                UnixSocketFile.SetMode(unixPath, options.UnixSocketMode);
+            }
+
             socket.Listen(options.ListenBacklog);
         }
         catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
@@ -52,19 +70,26 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
         catch
         {
             socket.Dispose();
+            if (bound && unixPath is not null)
+            {
+                UnixSocketFile.Remove(unixPath);
+            }
+
             throw;
         }
 
         // Start the runtime's timer thread now, while resources are plentiful: the accept backoff relies on it.
         Task.Delay(1, CancellationToken.None).Wait(CancellationToken.None);
-        return ValueTask.FromResult<IConnectionListener>(new Listener(socket, this));
+        return ValueTask.FromResult<IConnectionListener>(new Listener(socket, unixPath, this));
     }
 
     public void Dispose() => _connections.Dispose();
 
-    private sealed class Listener(Socket socket, BackoffSocketTransport transport) : IConnectionListener
+    /// <param name="unixPath">The socket file of a Unix domain socket listener, removed when it stops; null for TCP.</param>
+    private sealed class Listener(Socket socket, string? unixPath, BackoffSocketTransport transport) : IConnectionListener
     {
         private int _delayMs;
+        private int _closed;
 
         public EndPoint EndPoint { get; } = socket.LocalEndPoint!;
 
@@ -81,8 +106,17 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
                     }
 
                     accepted = await socket.AcceptAsync(cancellationToken);
-                    accepted.NoDelay = true;
+                    if (unixPath is null)
+                    {
+                        accepted.NoDelay = true;
+                    }
+
                     ConnectionContext connection = transport._connections.Create(accepted);
+                    if (unixPath is not null)
+                    {
+                        // A Unix client's own address is almost always unnamed: name the socket it came through.
+                        connection.RemoteEndPoint = new UnixPeer(unixPath);
+                    }
                     _delayMs = 0;
                     return connection;
                 }
@@ -115,16 +149,25 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
             }
         }
 
-        public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
-        {
-            socket.Dispose();
-            return ValueTask.CompletedTask;
-        }
+        public ValueTask UnbindAsync(CancellationToken cancellationToken = default) => DisposeAsync();
 
         public ValueTask DisposeAsync()
         {
             socket.Dispose();
+            if (unixPath is not null && Interlocked.Exchange(ref _closed, 1) == 0)
+            {
+                UnixSocketFile.Remove(unixPath);
+            }
+
             return ValueTask.CompletedTask;
         }
     }
+}
+
+/// <summary>The remote end of a Unix socket connection, as logs show it: <c>unix:/path/of/the/listening/socket</c>.</summary>
+internal sealed class UnixPeer(string path) : EndPoint
+{
+    public override AddressFamily AddressFamily => AddressFamily.Unix;
+
+    public override string ToString() => $"unix:{path}";
 }

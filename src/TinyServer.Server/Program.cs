@@ -37,18 +37,19 @@ catch (Exception e) when (e is IOException or SocketException)
         ? $"{e.Message} ({inner})"
         : e.Message;
     message = message.Replace("http://", "", StringComparison.Ordinal);
-    if (!message.Contains($":{options.Port}", StringComparison.Ordinal))
+    if (!message.Contains($":{options.Port}", StringComparison.Ordinal) && !message.Contains($":{options.TlsPort}", StringComparison.Ordinal)
+        && (options.UnixSocketPath is null || !message.Contains(options.UnixSocketPath, StringComparison.Ordinal)))
     {
-        message += $" (binding {string.Join(", ", options.Bind)} port {options.Port})";
+        message += $" (binding {string.Join(", ", options.Bind)} port {options.Port}{(options.TlsPort is int tls ? $" and TLS port {tls}" : "")}{(options.UnixSocketPath is { } unix ? $", unix:{unix}" : "")})";
     }
 
     Console.Error.WriteLine($"tinyserver: error: cannot listen: {message}");
     return 1;
 }
 
-foreach (var endPoint in TinyServerHost.BoundEndPoints(app))
+foreach (string endPoint in TinyServerHost.Describe(app))
 {
-    Log.Listening(logger, endPoint.ToString());
+    Log.Listening(logger, endPoint);
 }
 
 FileDescriptorLimit descriptors = app.Services.GetRequiredService<FileDescriptorLimit>();

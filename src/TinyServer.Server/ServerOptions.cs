@@ -1,6 +1,8 @@
 using System.Collections;
 using System.Globalization;
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
 using Microsoft.Extensions.Configuration;
 using TinyServer.Protocol;
 
@@ -61,6 +63,27 @@ public sealed record ServerOptions
 
     /// <summary>Seconds a stopping server waits for connections to drain before aborting them.</summary>
     public int ShutdownTimeoutSeconds { get; init; } = 5;
+
+    /// <summary>Longest path of a Unix domain socket, in bytes (sockaddr_un's sun_path holds 108 with the NUL).</summary>
+    public const int MaxUnixPathBytes = 107;
+
+    /// <summary>When set, the server also listens on a Unix domain socket at this path.</summary>
+    public string? UnixSocketPath { get; init; }
+
+    /// <summary>
+    /// Permissions of the Unix socket file. Connecting needs write permission, so 0660 lets the owner and the owner's
+    /// group connect and nobody else, as Docker's socket does; 0666 opens it to every local user.
+    /// </summary>
+    public UnixFileMode UnixSocketMode { get; init; } = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite;
+
+    /// <summary>When set (with <see cref="TlsCertificate"/>), the port of the TLS endpoints, on every <see cref="Bind"/> address; 0 picks free ports.</summary>
+    public int? TlsPort { get; init; }
+
+    /// <summary>The certificate, with its private key, that the TLS endpoints present.</summary>
+    public X509Certificate2? TlsCertificate { get; init; }
+
+    /// <summary>Seconds a TLS client has to complete its handshake before the connection is closed.</summary>
+    public int TlsHandshakeTimeoutSeconds { get; init; } = 10;
 }
 
 /// <summary>A bad option value or an unknown option: one line for the operator.</summary>
@@ -91,6 +114,13 @@ public static class ServerOptionsLoader
         new("--linger-timeout", "LingerTimeout", "2", "seconds to read and discard input after the last reply before closing, so the reply is not lost to a reset (0-60)"),
         new("--shutdown-timeout", "ShutdownTimeout", "5", "seconds to drain connections on SIGTERM/SIGINT before aborting them (0-3600)"),
         new("--log-level", "LogLevel", "Information", "Trace, Debug (one line per connection), Information, Warning, Error, Critical or None"),
+        new("--unix", "Unix", "none", $"also listen on a Unix domain socket at this path (at most {ServerOptions.MaxUnixPathBytes} bytes; a stale socket file is replaced)"),
+        new("--unix-mode", "UnixMode", "0660", "permissions of the Unix socket file, octal 0000-0777 (0660: owner and group may connect)"),
+        new("--tls-port", "TlsPort", "none", "also serve TLS 1.2/1.3 on this port of every --bind address (0 = any free port); needs --tls-cert"),
+        new("--tls-cert", "TlsCert", "none", "certificate for TLS: PEM (key in the same file or --tls-key) or PKCS#12 (.pfx/.p12)"),
+        new("--tls-key", "TlsKey", "none", "PEM private key, when it is not in the --tls-cert file"),
+        new("--tls-cert-password", "TlsCertPassword", "none", "password of the PKCS#12 file or encrypted PEM key (prefer the environment: the command line shows in ps)"),
+        new("--tls-handshake-timeout", "TlsHandshakeTimeout", "10", "seconds a TLS client has to complete its handshake (1-300)"),
     ];
 
     private static readonly string PortRule = $"a valid port: use {ServerOptions.MinPort}-{ServerOptions.MaxPort}, or 0 for any free port";
@@ -103,10 +133,10 @@ public static class ServerOptionsLoader
         text.AppendLine("Options (also TINYSERVER_* environment variables, or appsettings.json beside the executable):");
         foreach (Option option in All)
         {
-            text.Append(("  " + option.Switch + " VALUE").PadRight(26)).AppendLine(option.Help + "; default " + option.Default + "; env " + option.EnvironmentVariable);
+            text.Append(("  " + option.Switch + " VALUE").PadRight(32)).AppendLine(option.Help + "; default " + option.Default + "; env " + option.EnvironmentVariable);
         }
 
-        text.AppendLine("  --help".PadRight(26) + "print this help");
+        text.AppendLine("  --help".PadRight(32) + "print this help");
         return text.ToString();
     }
 
@@ -177,7 +207,8 @@ public static class ServerOptionsLoader
 
             if (environment[option.EnvironmentVariable] is string env)
             {
-                return ([.. env.Split(',', StringSplitOptions.TrimEntries)], $"environment variable {option.EnvironmentVariable}");
+                // Only a list is split at commas: a path or a password may hold one.
+                return (option.Repeatable ? [.. env.Split(',', StringSplitOptions.TrimEntries)] : [env], $"environment variable {option.EnvironmentVariable}");
             }
 
             IConfigurationSection? section = settings?.GetSection(option.Key);
@@ -191,6 +222,7 @@ public static class ServerOptionsLoader
         }
 
         var options = new ServerOptions();
+        var tls = new Dictionary<string, (string Value, string Source)>(StringComparer.Ordinal);
         foreach (Option option in All)
         {
             if (Find(option) is not var (values, source))
@@ -199,6 +231,13 @@ public static class ServerOptionsLoader
             }
 
             string Single() => values.Count == 1 ? values[0] : throw new OptionsException($"{source}: expected one value");
+            if (option.Key is "TlsCert" or "TlsKey" or "TlsCertPassword")
+            {
+                // Read together once every option is known; a password never appears in a message.
+                tls[option.Key] = (option.Key == "TlsCertPassword" ? Single() : NonEmptyPath(Single(), source), source);
+                continue;
+            }
+
             string Bad(string why) => $"{source}: '{string.Join(",", values)}' {why}";
             int Int(int min, int max, string what) =>
                 int.TryParse(Single(), NumberStyles.None, CultureInfo.InvariantCulture, out int value) && value >= min && value <= max
@@ -234,10 +273,73 @@ public static class ServerOptionsLoader
                         ? level
                         : throw new OptionsException(Bad("is not a log level (Trace, Debug, Information, Warning, Error, Critical, None)")),
                 },
+                "Unix" => options with { UnixSocketPath = UnixPath(Single(), source) },
+                "UnixMode" => options with
+                {
+                    UnixSocketMode = Single() is { Length: 3 or 4 } mode && mode.All(c => c is >= '0' and <= '7') && Convert.ToInt32(mode, 8) <= 0x1FF
+                        ? (UnixFileMode)Convert.ToInt32(mode, 8)
+                        : throw new OptionsException(Bad("is not a file mode: use octal 0000-0777, e.g. 0660")),
+                },
+                "TlsPort" => options with
+                {
+                    TlsPort = Int(0, ServerOptions.MaxPort, PortRule) is var tlsPort && (tlsPort == 0 || tlsPort >= ServerOptions.MinPort)
+                        ? tlsPort
+                        : throw new OptionsException(Bad($"is not {PortRule}")),
+                },
+                "TlsHandshakeTimeout" => options with { TlsHandshakeTimeoutSeconds = Int(1, 300, "a timeout: use 1-300 seconds") },
                 _ => throw new InvalidOperationException(option.Key),
             };
         }
 
-        return options;
+        return WithTls(options, tls);
+    }
+
+    private static ServerOptions WithTls(ServerOptions options, Dictionary<string, (string Value, string Source)> tls)
+    {
+        bool hasCert = tls.TryGetValue("TlsCert", out var cert);
+        if (options.TlsPort is null)
+        {
+            return hasCert
+                ? throw new OptionsException($"{cert.Source}: a certificate needs --tls-port, the port to serve TLS on")
+                : tls.Count > 0
+                    ? throw new OptionsException($"{tls.Values.First().Source}: TLS settings need --tls-port and --tls-cert")
+                    : options;
+        }
+
+        if (!hasCert)
+        {
+            throw new OptionsException("--tls-port needs --tls-cert, the certificate to serve TLS with");
+        }
+
+        if (options.TlsPort != 0 && options.TlsPort == options.Port)
+        {
+            throw new OptionsException($"--tls-port: '{options.TlsPort}' is also --port: TLS needs a port of its own");
+        }
+
+        (string, string)? key = tls.TryGetValue("TlsKey", out var k) ? k : null;
+        (string, string)? password = tls.TryGetValue("TlsCertPassword", out var p) ? p : null;
+        return options with { TlsCertificate = TlsCertificateLoader.Load(cert, key, password) };
+    }
+
+    private static string NonEmptyPath(string value, string source) =>
+        value.Length > 0 ? value : throw new OptionsException($"{source}: needs a file path");
+
+    private static string UnixPath(string value, string source)
+    {
+        if (value.Length == 0)
+        {
+            throw new OptionsException($"{source}: needs a socket file path");
+        }
+
+        string path = Path.GetFullPath(value);
+        if (Encoding.UTF8.GetByteCount(path) > ServerOptions.MaxUnixPathBytes)
+        {
+            throw new OptionsException($"{source}: '{path}' is longer than the {ServerOptions.MaxUnixPathBytes} bytes a Unix socket path may have");
+        }
+
+        string directory = Path.GetDirectoryName(path) ?? "/";
+        return Directory.Exists(directory)
+            ? path
+            : throw new OptionsException($"{source}: the directory '{directory}' does not exist");
     }
 }

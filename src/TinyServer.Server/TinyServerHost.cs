@@ -1,6 +1,10 @@
 using System.Net;
+using System.Security.Authentication;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 
 namespace TinyServer.Server;
 
@@ -26,6 +30,36 @@ public static class TinyServerHost
                     listen.UseConnectionHandler<LineConnectionHandler>();
                 });
             }
+
+            if (options is { TlsPort: int tlsPort, TlsCertificate: { } certificate })
+            {
+                foreach (IPAddress address in options.Bind)
+                {
+                    kestrel.Listen(address, tlsPort, listen =>
+                    {
+                        listeners.Tls.Add(listen);
+                        listen.UseHttps(new HttpsConnectionAdapterOptions
+                        {
+                            ServerCertificate = certificate,
+                            SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+                            HandshakeTimeout = TimeSpan.FromSeconds(options.TlsHandshakeTimeoutSeconds),
+                            // Kestrel offers the HTTP protocols by ALPN; this is not HTTP, so offer none.
+                            OnAuthenticate = static (_, ssl) => ssl.ApplicationProtocols = null,
+                        });
+                        listen.Use(next => connection => CloseTlsAsync(next, connection));
+                        listen.UseConnectionHandler<LineConnectionHandler>();
+                    });
+                }
+            }
+
+            if (options.UnixSocketPath is { } path)
+            {
+                kestrel.ListenUnixSocket(path, listen =>
+                {
+                    listeners.Unix.Add(listen);
+                    listen.UseConnectionHandler<LineConnectionHandler>();
+                });
+            }
         });
         builder.Services.AddSingleton<IConnectionListenerFactory, BackoffSocketTransport>();
         builder.Services.AddSingleton<ConnectionTracker>();
@@ -42,12 +76,55 @@ public static class TinyServerHost
         return builder.Build();
     }
 
-    /// <summary>The endpoints Kestrel bound, with the real ports when port 0 was asked for. Valid once started.</summary>
+    /// <summary>
+    /// Ends a TLS connection the way TLS wants: with a close_notify alert after the last reply, which Kestrel leaves
+    /// out. Without it a strict client (openssl s_client) cannot tell our close from a truncation attack.
+    /// </summary>
+    private static async Task CloseTlsAsync(ConnectionDelegate next, ConnectionContext connection)
+    {
+        await next(connection);
+        if (connection.ConnectionClosed.IsCancellationRequested || connection.Features.Get<ISslStreamFeature>()?.SslStream is not { } ssl)
+        {
+            return;
+        }
+
+        // A peer that does not read may leave no room for the alert: wait a little, never for long.
+        Task shutdown = ssl.ShutdownAsync();
+        try
+        {
+            await shutdown.WaitAsync(CloseNotifyTimeout);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or TimeoutException or ConnectionAbortedException)
+        {
+            _ = shutdown.ContinueWith(static t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        }
+    }
+
+    /// <summary>How long a TLS connection's close waits for its close_notify alert to be written.</summary>
+    private static readonly TimeSpan CloseNotifyTimeout = TimeSpan.FromSeconds(1);
+
+    /// <summary>The plain TCP endpoints Kestrel bound, with the real ports when port 0 was asked for. Valid once started.</summary>
     public static IReadOnlyList<IPEndPoint> BoundEndPoints(WebApplication app) =>
         [.. app.Services.GetRequiredService<Listeners>().All.Select(listen => listen.IPEndPoint).OfType<IPEndPoint>()];
+
+    /// <summary>The TLS endpoints bound (none without --tls-port). Valid once started.</summary>
+    public static IReadOnlyList<IPEndPoint> TlsEndPoints(WebApplication app) =>
+        [.. app.Services.GetRequiredService<Listeners>().Tls.Select(listen => listen.IPEndPoint).OfType<IPEndPoint>()];
+
+    /// <summary>Every endpoint as the startup log names it: <c>127.0.0.1:40000</c>, <c>127.0.0.1:40001 (TLS)</c>, <c>unix:/run/tinyserver.sock</c>.</summary>
+    public static IReadOnlyList<string> Describe(WebApplication app) =>
+        [
+            .. BoundEndPoints(app).Select(endPoint => endPoint.ToString()),
+            .. TlsEndPoints(app).Select(endPoint => $"{endPoint} (TLS)"),
+            .. app.Services.GetRequiredService<Listeners>().Unix.Select(listen => $"unix:{listen.SocketPath}"),
+        ];
 
     private sealed class Listeners
     {
         public List<ListenOptions> All { get; } = [];
+
+        public List<ListenOptions> Tls { get; } = [];
+
+        public List<ListenOptions> Unix { get; } = [];
     }
 }

@@ -1,5 +1,8 @@
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 
 namespace TinyServer.Tests.Infrastructure;
@@ -11,11 +14,42 @@ namespace TinyServer.Tests.Infrastructure;
 public sealed class RawConnection : IAsyncDisposable
 {
     private readonly Socket _socket;
+    private readonly SslStream? _tls;
     private readonly List<byte> _received = [];
     private readonly byte[] _buffer = new byte[64 * 1024];
     private bool _eof;
 
-    private RawConnection(Socket socket) => _socket = socket;
+    private RawConnection(Socket socket, SslStream? tls = null)
+    {
+        _socket = socket;
+        _tls = tls;
+    }
+
+    /// <summary>The TLS version agreed on, for a connection made by <see cref="ConnectTlsAsync"/>.</summary>
+    public SslProtocols TlsProtocol => _tls?.SslProtocol ?? SslProtocols.None;
+
+    /// <summary>Connects to a Unix domain socket.</summary>
+    public static async Task<RawConnection> ConnectUnixAsync(string path)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(path)).WaitAsync(Timeouts.Read);
+        return new RawConnection(socket);
+    }
+
+    /// <summary>Connects with TLS <paramref name="protocol"/> to a server that must present <paramref name="expected"/>.</summary>
+    public static async Task<RawConnection> ConnectTlsAsync(IPEndPoint endPoint, SslProtocols protocol, X509Certificate2 expected)
+    {
+        var socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(endPoint).WaitAsync(Timeouts.Read);
+        var tls = new SslStream(new NetworkStream(socket, ownsSocket: false));
+        await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+        {
+            TargetHost = "localhost",
+            EnabledSslProtocols = protocol,
+            RemoteCertificateValidationCallback = (_, certificate, _, _) => certificate is not null && certificate.GetCertHashString() == expected.GetCertHashString(),
+        }).WaitAsync(Timeouts.Read);
+        return new RawConnection(socket, tls);
+    }
 
     public static async Task<RawConnection> ConnectAsync(IPEndPoint endPoint)
     {
@@ -37,6 +71,12 @@ public sealed class RawConnection : IAsyncDisposable
     public async Task SendAsync(byte[] bytes)
     {
         int sent = 0;
+        if (_tls is not null)
+        {
+            await _tls.WriteAsync(bytes).AsTask().WaitAsync(Timeouts.Read);
+            return;
+        }
+
         while (sent < bytes.Length)
         {
             sent += await _socket.SendAsync(bytes.AsMemory(sent), SocketFlags.None).AsTask().WaitAsync(Timeouts.Read);
@@ -118,9 +158,15 @@ public sealed class RawConnection : IAsyncDisposable
         int n;
         try
         {
-            n = await _socket.ReceiveAsync(_buffer, SocketFlags.None).WaitAsync(Timeouts.Read);
+            n = _tls is not null
+                ? await _tls.ReadAsync(_buffer).AsTask().WaitAsync(Timeouts.Read)
+                : await _socket.ReceiveAsync(_buffer, SocketFlags.None).WaitAsync(Timeouts.Read);
         }
         catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
+        {
+            n = 0;
+        }
+        catch (IOException e) when (_tls is not null && e.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionReset })
         {
             n = 0;
         }
@@ -135,9 +181,13 @@ public sealed class RawConnection : IAsyncDisposable
         return true;
     }
 
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
+        if (_tls is not null)
+        {
+            await _tls.DisposeAsync();
+        }
+
         _socket.Dispose();
-        return ValueTask.CompletedTask;
     }
 }

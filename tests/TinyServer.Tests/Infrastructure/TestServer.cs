@@ -34,7 +34,7 @@ public sealed class TestServer : IAsyncDisposable
     public static async Task<TestServer> StartAsync(ServerOptions? options = null)
     {
         options ??= new ServerOptions();
-        options = options with { Port = 0, Bind = [IPAddress.Loopback] };
+        options = options with { Port = 0, Bind = [IPAddress.Loopback], TlsPort = options.TlsPort is null ? null : 0 };
         var warnings = new ConcurrentQueue<string>();
         WebApplication app = TinyServerHost.Build(options, logging =>
         {
@@ -42,8 +42,14 @@ public sealed class TestServer : IAsyncDisposable
             logging.AddProvider(new CapturingProvider(warnings));
         });
         await app.StartAsync().WaitAsync(Timeouts.Read);
-        return new TestServer(app, TinyServerHost.BoundEndPoints(app).Single(), warnings);
+        return new TestServer(app, TinyServerHost.BoundEndPoints(app).Single(), warnings)
+        {
+            TlsEndPoint = TinyServerHost.TlsEndPoints(app).SingleOrDefault(),
+        };
     }
+
+    /// <summary>The TLS endpoint on 127.0.0.1, when the options have a TLS port (always bound to port 0 here).</summary>
+    public IPEndPoint? TlsEndPoint { get; private init; }
 
     /// <summary>
     /// Waits until <paramref name="accepted"/> connections were accepted and none is still being served
