@@ -4,11 +4,21 @@ using TinyServer.Protocol;
 
 namespace TinyServer.Client;
 
-/// <summary>Runs commands against one server and prints the transcript: <c>-&gt; sent</c>, <c>&lt;- received</c>.</summary>
-internal sealed class Session(string host, int port, TimeSpan timeout)
+/// <summary>Where the server is: HOST PORT (over TLS or not), or a Unix socket PATH.</summary>
+internal sealed record Target(string Host, int Port, string? UnixPath, bool Tls, bool Insecure)
 {
-    public static string Display(string host, int port) => host.Contains(':', StringComparison.Ordinal) ? $"[{host}]:{port}" : $"{host}:{port}";
+    public string Display => UnixPath is not null
+        ? $"unix:{UnixPath}"
+        : (Host.Contains(':', StringComparison.Ordinal) ? $"[{Host}]:{Port}" : $"{Host}:{Port}") + (Tls ? " (TLS)" : "");
 
+    public Task<TinyServerClient> ConnectAsync(CancellationToken cancellationToken) => UnixPath is not null
+        ? TinyServerClient.ConnectUnixAsync(UnixPath, cancellationToken)
+        : TinyServerClient.ConnectAsync(Host, Port, Tls ? new TlsClientOptions { AcceptAnyCertificate = Insecure } : null, cancellationToken);
+}
+
+/// <summary>Runs commands against one server and prints the transcript: <c>-&gt; sent</c>, <c>&lt;- received</c>.</summary>
+internal sealed class Session(Target target, TimeSpan timeout)
+{
     /// <summary>One connection: each command, then QUIT unless a command was QUIT.</summary>
     public async Task<ExitCode> RunAsync(IReadOnlyList<string> commands)
     {
@@ -61,12 +71,12 @@ internal sealed class Session(string host, int port, TimeSpan timeout)
 
     private async Task<TinyServerClient> ConnectAsync()
     {
-        Console.Out.WriteLine($"CONNECT to {Display(host, port)}");
+        Console.Out.WriteLine($"CONNECT to {target.Display}");
         using var deadline = new CancellationTokenSource(timeout);
         TinyServerClient client;
         try
         {
-            client = await TinyServerClient.ConnectAsync(host, port, deadline.Token);
+            client = await target.ConnectAsync(deadline.Token);
         }
         catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
         {
@@ -75,7 +85,7 @@ internal sealed class Session(string host, int port, TimeSpan timeout)
         }
         catch (SocketException e)
         {
-            throw new CannotConnectException($"cannot connect to {Display(host, port)}: {e.Message}", e);
+            throw new CannotConnectException($"cannot connect to {target.Display}: {e.Message}", e);
         }
 
         Console.Out.WriteLine($"<- {client.Banner}");

@@ -1,7 +1,9 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using TinyServer.Protocol;
 
 namespace TinyServer.ClientLibrary;
@@ -12,6 +14,22 @@ public sealed class ServerClosedException(string message) : IOException(message)
 /// <summary>The server sent something that is not a reply line (e.g. a line over the reply limit).</summary>
 public sealed class ProtocolException(string message) : IOException(message);
 
+/// <summary>The TLS handshake failed: the certificate was not trusted, or the peer does not speak TLS.</summary>
+public sealed class TlsHandshakeException(string message, Exception inner) : IOException(message, inner);
+
+/// <summary>How to talk TLS to the server.</summary>
+public sealed record TlsClientOptions
+{
+    /// <summary>
+    /// Accept any certificate, unchecked (a self-signed test server). The connection is then encrypted but not
+    /// authenticated: anyone in the path can read and change it.
+    /// </summary>
+    public bool AcceptAnyCertificate { get; init; }
+
+    /// <summary>The TLS versions to offer; the default lets the system choose (TLS 1.2 and 1.3 on current systems).</summary>
+    public SslProtocols Protocols { get; init; } = SslProtocols.None;
+}
+
 /// <summary>
 /// One connection to a TinyServer. Replies come back one line per request, in order, so requests may be
 /// pipelined: send several, then read as many replies. Not safe for concurrent use.
@@ -19,15 +37,15 @@ public sealed class ProtocolException(string message) : IOException(message);
 public sealed class TinyServerClient : IAsyncDisposable
 {
     private readonly Socket _socket;
-    private readonly NetworkStream _stream;
+    private readonly Stream _stream;
     private readonly PipeReader _input;
     private readonly LineDecoder _decoder;
     private readonly ArrayBufferWriter<byte> _output = new();
 
-    private TinyServerClient(Socket socket, int maxReplyLength)
+    private TinyServerClient(Socket socket, Stream stream, int maxReplyLength)
     {
         _socket = socket;
-        _stream = new NetworkStream(socket, ownsSocket: true);
+        _stream = stream;
         _input = PipeReader.Create(_stream);
         _decoder = new LineDecoder(maxReplyLength);
     }
@@ -37,9 +55,21 @@ public sealed class TinyServerClient : IAsyncDisposable
 
     public EndPoint? RemoteEndPoint => _socket.RemoteEndPoint;
 
+    /// <summary>The TLS version in use; <see cref="SslProtocols.None"/> without TLS.</summary>
+    public SslProtocols TlsProtocol => (_stream as SslStream)?.SslProtocol ?? SslProtocols.None;
+
     /// <summary>Connects (trying every address of <paramref name="host"/>) and reads the banner.</summary>
     /// <exception cref="SocketException">Nobody listens there, or the host does not resolve.</exception>
-    public static async Task<TinyServerClient> ConnectAsync(string host, int port, CancellationToken cancellationToken = default, int maxReplyLength = Replies.DefaultMaxReplyLength)
+    public static Task<TinyServerClient> ConnectAsync(string host, int port, CancellationToken cancellationToken = default, int maxReplyLength = Replies.DefaultMaxReplyLength) =>
+        ConnectAsync(host, port, tls: null, cancellationToken, maxReplyLength);
+
+    /// <summary>
+    /// Connects, over TLS when <paramref name="tls"/> is given (the certificate must be valid for <paramref name="host"/>
+    /// unless <see cref="TlsClientOptions.AcceptAnyCertificate"/>), and reads the banner.
+    /// </summary>
+    /// <exception cref="SocketException">Nobody listens there, or the host does not resolve.</exception>
+    /// <exception cref="TlsHandshakeException">The TLS handshake failed.</exception>
+    public static async Task<TinyServerClient> ConnectAsync(string host, int port, TlsClientOptions? tls, CancellationToken cancellationToken = default, int maxReplyLength = Replies.DefaultMaxReplyLength)
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
@@ -52,7 +82,64 @@ public sealed class TinyServerClient : IAsyncDisposable
             throw;
         }
 
-        var client = new TinyServerClient(socket, maxReplyLength);
+        var network = new NetworkStream(socket, ownsSocket: true);
+        if (tls is null)
+        {
+            return await GreetAsync(new TinyServerClient(socket, network, maxReplyLength), cancellationToken).ConfigureAwait(false);
+        }
+
+        var secure = new SslStream(network, leaveInnerStreamOpen: false);
+        SslPolicyErrors rejected = SslPolicyErrors.None;
+        try
+        {
+            await secure.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+            {
+                TargetHost = host,
+                EnabledSslProtocols = tls.Protocols,
+                RemoteCertificateValidationCallback = (_, _, _, errors) =>
+                {
+                    rejected = tls.AcceptAnyCertificate ? SslPolicyErrors.None : errors;
+                    return rejected == SslPolicyErrors.None;
+                },
+            }, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is AuthenticationException or IOException)
+        {
+            await secure.DisposeAsync().ConfigureAwait(false);
+            string why = rejected != SslPolicyErrors.None
+                ? $"the server's certificate is not trusted for '{host}' ({rejected}): {e.Message}"
+                : e.Message;
+            throw new TlsHandshakeException($"TLS handshake failed: {why}", e);
+        }
+        catch
+        {
+            await secure.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        return await GreetAsync(new TinyServerClient(socket, secure, maxReplyLength), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Connects to a server's Unix domain socket at <paramref name="path"/> and reads the banner.</summary>
+    /// <exception cref="SocketException">Nobody listens there, or there is no such socket.</exception>
+    public static async Task<TinyServerClient> ConnectUnixAsync(string path, CancellationToken cancellationToken = default, int maxReplyLength = Replies.DefaultMaxReplyLength)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        return await GreetAsync(new TinyServerClient(socket, new NetworkStream(socket, ownsSocket: true), maxReplyLength), cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task<TinyServerClient> GreetAsync(TinyServerClient client, CancellationToken cancellationToken)
+    {
         try
         {
             string banner = await client.ReadReplyAsync(cancellationToken).ConfigureAwait(false)

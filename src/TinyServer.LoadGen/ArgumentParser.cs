@@ -32,6 +32,10 @@ internal static class ArgumentParser
           --json                     print the result as one JSON object
           --svg FILE                 draw latency by percentile and requests/s over time into FILE
           --redis                    Redis mode: no banner, inline commands, RESP replies (ECHO, PING, TIME)
+          --unix PATH                connect to the server's Unix domain socket at PATH (instead of --host/--port)
+          --tls                      speak TLS (the server's --tls-port), through a separate async driver
+                                     (the epoll loop cannot do TLS); the certificate must be valid for --host
+          --insecure                 with --tls: accept any certificate (a self-signed test server)
           -h, --help                 this text
         Progress goes to stderr once a second, the report to stdout. Exit code: 0 no errors, 1 errors, 2 bad usage.
         Linux only (epoll). Many connections need a higher ulimit -n.
@@ -58,14 +62,20 @@ internal static class ArgumentParser
                 return null;
             }
 
-            if (name is "--json" or "--redis")
+            if (name is "--json" or "--redis" or "--tls" or "--insecure")
             {
                 if (inline is not null)
                 {
                     throw new UsageException($"{name} takes no value");
                 }
 
-                options = name == "--json" ? options with { Json = true } : options with { Redis = true };
+                options = name switch
+                {
+                    "--json" => options with { Json = true },
+                    "--redis" => options with { Redis = true },
+                    "--tls" => options with { Tls = true },
+                    _ => options with { Insecure = true },
+                };
                 continue;
             }
 
@@ -103,6 +113,7 @@ internal static class ArgumentParser
                 "--connect-batch" => options with { ConnectBatch = (int)Integer(name, Value(), 1, 100_000) },
                 "--retry-after" => options with { RetryAfterSeconds = Seconds(name, Value(), allowZero: true) },
                 "--svg" => options with { SvgPath = NonEmpty(name, Value()) },
+                "--unix" => options with { UnixPath = NonEmpty(name, Value()) },
                 _ when name.StartsWith('-') => throw new UsageException($"unknown option {name} (see --help)"),
                 _ => throw new UsageException($"unexpected argument '{name}' (the server is --host HOST --port N)"),
             };
@@ -117,6 +128,21 @@ internal static class ArgumentParser
         if (options.Requests is not null && options.WarmupSeconds > 0)
         {
             throw new UsageException("--warmup goes with -d, not with -n");
+        }
+
+        if (options.Insecure && !options.Tls)
+        {
+            throw new UsageException("--insecure goes with --tls");
+        }
+
+        if (options.Tls && options.UnixPath is not null)
+        {
+            throw new UsageException("--tls and --unix do not go together: the server's Unix socket is plain text");
+        }
+
+        if (options.Tls && (options.Redis || options.Rate is not null || options.RequestsPerSession is not null))
+        {
+            throw new UsageException("--tls runs without --redis, --rate and --requests-per-session (its driver does not do them)");
         }
 
         return options;

@@ -32,8 +32,8 @@ internal static class Cli
 
             options = parsed;
             workload = Workload.Create(options);
-            endPoint = Resolve(options.Host, options.Port);
-            svg = options.SvgPath is string path ? OpenSvg(path) : null;
+            endPoint = options.UnixPath is string path ? UnixEndPoint(path) : Resolve(options.Host, options.Port);
+            svg = options.SvgPath is string svgPath ? OpenSvg(svgPath) : null;
         }
         catch (UsageException e)
         {
@@ -43,7 +43,9 @@ internal static class Cli
 
         using (svg)
         {
-            RunResult result = LoadRun.Run(options, workload, endPoint, progress);
+            RunResult result = options.Tls
+                ? TlsLoadRun.Run(options, workload, endPoint, progress)
+                : LoadRun.Run(options, workload, endPoint, progress);
             output.Write(options.Json ? Report.Json(result) : Report.Text(result));
             if (svg is not null)
             {
@@ -71,6 +73,18 @@ internal static class Cli
         catch (SocketException e)
         {
             throw new UsageException($"--host: cannot resolve '{host}': {e.Message}");
+        }
+    }
+
+    private static UnixDomainSocketEndPoint UnixEndPoint(string path)
+    {
+        try
+        {
+            return new UnixDomainSocketEndPoint(path);
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"--unix: '{path}' is not a usable socket path: {e.Message}");
         }
     }
 

@@ -114,9 +114,14 @@ internal sealed class Connection
         _decoder.Dispose();
         _decoder = NewDecoder();
         Socket socket;
+        bool unix = _run.EndPoint.AddressFamily == AddressFamily.Unix;
         try
         {
-            socket = new Socket(_run.EndPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { Blocking = false, NoDelay = true };
+            socket = new Socket(_run.EndPoint.AddressFamily, SocketType.Stream, unix ? ProtocolType.Unspecified : ProtocolType.Tcp) { Blocking = false };
+            if (!unix)
+            {
+                socket.NoDelay = true;
+            }
         }
         catch (SocketException)
         {
@@ -131,6 +136,13 @@ internal sealed class Connection
         }
         catch (SocketException e) when (e.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress)
         {
+            if (unix)
+            {
+                // A Unix socket connects at once or not at all: EAGAIN means the listen backlog is full. The dial
+                // stays pending and --retry-after makes it again, as for a TCP dial whose banner never comes.
+                return;
+            }
+
             // Under way: the socket becomes writable when connected.
         }
         catch (SocketException)

@@ -67,4 +67,13 @@ internal sealed record LoadOptions
 
     /// <summary>Speak to a Redis server: no banner, inline commands, RESP replies.</summary>
     public bool Redis { get; init; }
+
+    /// <summary>When set, connect to the server's Unix domain socket at this path instead of --host and --port.</summary>
+    public string? UnixPath { get; init; }
+
+    /// <summary>Speak TLS (through <see cref="TlsLoadRun"/>, not the epoll loop); the certificate must be valid for --host.</summary>
+    public bool Tls { get; init; }
+
+    /// <summary>With <see cref="Tls"/>: accept any certificate (a self-signed test server).</summary>
+    public bool Insecure { get; init; }
 }

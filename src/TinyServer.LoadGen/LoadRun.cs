@@ -218,14 +218,21 @@ internal sealed class LoadRun
         Print(now, warmup);
     }
 
+    /// <summary>A progress line: time since the load started, requests/s, p50 and p99 over <paramref name="seconds"/>, errors so far.</summary>
+    public static string ProgressLine(double at, bool warmup, double seconds, HistogramBase sincePrint, long errors)
+    {
+        double rate = seconds > 0 ? sincePrint.TotalCount / seconds : 0;
+        bool any = sincePrint.TotalCount > 0;
+        return string.Create(CultureInfo.InvariantCulture,
+            $"{at,6:F1} s{(warmup ? " warmup" : "")}  {rate,10:F0} req/s  p50 {(any ? sincePrint.GetValueAtPercentile(50) / 1000.0 : 0),8:F1} us  p99 {(any ? sincePrint.GetValueAtPercentile(99) / 1000.0 : 0),8:F1} us  errors {errors}");
+    }
+
     private void Print(long now, bool warmup)
     {
         double seconds = Clock.ToSeconds(now - _lastPrint);
         double rate = seconds > 0 ? _sincePrint.TotalCount / seconds : 0;
-        bool any = _sincePrint.TotalCount > 0;
         _samples.Add(new Sample(Clock.ToSeconds(now - _run.Start), rate, warmup));
-        _progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{Clock.ToSeconds(now - _run.Start),6:F1} s{(warmup ? " warmup" : "")}  {rate,10:F0} req/s  p50 {(any ? _sincePrint.GetValueAtPercentile(50) / 1000.0 : 0),8:F1} us  p99 {(any ? _sincePrint.GetValueAtPercentile(99) / 1000.0 : 0),8:F1} us  errors {_run.Errors.Total}"));
+        _progress.WriteLine(ProgressLine(Clock.ToSeconds(now - _run.Start), warmup, seconds, _sincePrint, _run.Errors.Total));
         _sincePrint.Reset();
         _lastPrint = now;
         while (_nextPrint <= now)

@@ -19,7 +19,7 @@ internal static class Report
         void Line(string label, string value) =>
             text.Append(CultureInfo.InvariantCulture, $"{label,-14}{value}\n");
 
-        Line("target", $"{o.Host}:{o.Port}{(o.Redis ? " (redis)" : "")}, {result.Workload}");
+        Line("target", $"{Target(o)}{(o.Redis ? " (redis)" : "")}, {result.Workload}");
         Line("load", Load(result));
         Line("connected", F($"{result.Connected} of {o.Connections} in {result.ConnectSeconds:F2} s, {result.ConnectRetries} redialled"));
         if (o.RequestsPerSession is not null)
@@ -45,6 +45,16 @@ internal static class Report
             json.WriteString("host", o.Host);
             json.WriteNumber("port", o.Port);
             json.WriteBoolean("redis", o.Redis);
+            if (o.UnixPath is null)
+            {
+                json.WriteNull("unix");
+            }
+            else
+            {
+                json.WriteString("unix", o.UnixPath);
+            }
+
+            json.WriteBoolean("tls", o.Tls);
             json.WriteString("command", result.Workload);
             json.WriteNumber("connections", o.Connections);
             json.WriteNumber("connected", result.Connected);
@@ -78,6 +88,9 @@ internal static class Report
 
         return Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length) + "\n";
     }
+
+    private static string Target(LoadOptions o) =>
+        o.UnixPath is not null ? $"unix:{o.UnixPath}" : F($"{o.Host}:{o.Port}{(o.Tls ? " (TLS)" : "")}");
 
     private static string Load(RunResult result)
     {

@@ -17,12 +17,19 @@ public sealed class TestServer : IAsyncDisposable
 
     public int Port { get; }
 
-    public static async Task<TestServer> StartAsync()
+    /// <summary>The TLS port, when the options asked for TLS.</summary>
+    public int? TlsPort { get; private init; }
+
+    /// <param name="options">Settings beyond the defaults (TLS, a Unix socket); the TCP endpoint is always 127.0.0.1 on a free port.</param>
+    public static async Task<TestServer> StartAsync(ServerOptions? options = null)
     {
-        var options = new ServerOptions { Port = 0, Bind = [IPAddress.Loopback] };
+        options = (options ?? new ServerOptions()) with { Port = 0, Bind = [IPAddress.Loopback] };
         WebApplication app = TinyServerHost.Build(options, logging => { });
         await app.StartAsync().WaitAsync(Timeouts.Io);
-        return new TestServer(app, TinyServerHost.BoundEndPoints(app).Single().Port);
+        return new TestServer(app, TinyServerHost.BoundEndPoints(app).Single().Port)
+        {
+            TlsPort = TinyServerHost.TlsEndPoints(app).SingleOrDefault()?.Port,
+        };
     }
 
     public async ValueTask DisposeAsync()

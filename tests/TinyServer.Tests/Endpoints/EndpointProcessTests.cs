@@ -148,6 +148,24 @@ public sealed partial class EndpointProcessTests
     }
 
     [Fact]
+    public async Task The_client_program_reaches_a_server_process_over_tls_and_the_unix_socket()
+    {
+        (ServerProcess server, IPEndPoint tlsEndPoint, string unix) = await StartAllAsync();
+        await using (server)
+        {
+            ProcessResult tls = await ProcessRunner.RunAsync(BuiltPrograms.Dotnet,
+                [BuiltPrograms.ClientDll, "--tls", "--insecure", "127.0.0.1", tlsEndPoint.Port.ToString(CultureInfo.InvariantCulture), "ECHO via tls"], standardInput: "");
+            Assert.Equal(0, tls.ExitCode);
+            Assert.Contains("<- ECHO via tls", tls.OutputLines);
+
+            ProcessResult local = await ProcessRunner.RunAsync(BuiltPrograms.Dotnet, [BuiltPrograms.ClientDll, "--unix", unix, "ECHO via unix"], standardInput: "");
+            Assert.Equal(0, local.ExitCode);
+            Assert.Contains("<- ECHO via unix", local.OutputLines);
+            Assert.Equal("", local.StandardError);
+        }
+    }
+
+    [Fact]
     public async Task Help_lists_the_endpoint_options()
     {
         ProcessResult result = await ProcessRunner.RunAsync(BuiltPrograms.Dotnet, [BuiltPrograms.ServerDll, "--help"]);
