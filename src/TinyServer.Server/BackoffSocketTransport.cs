@@ -100,7 +100,7 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
                 Socket? accepted = null;
                 try
                 {
-                    if (!transport._descriptors.HasRoomFor(transport._tracker.Active))
+                    if (!transport._descriptors.HasRoomFor(transport._tracker.Open))
                     {
                         throw new SocketException((int)SocketError.TooManyOpenSockets, "no descriptors to spare for another connection");
                     }

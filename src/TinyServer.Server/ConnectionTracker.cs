@@ -1,20 +1,55 @@
+using System.Net;
+
 namespace TinyServer.Server;
 
-/// <summary>Counts connections: admits up to the limit, and tallies how they ended. Thread-safe.</summary>
+/// <summary>Why a connection was closed before its PROXY protocol header was accepted.</summary>
+public enum ProxyRejection
+{
+    /// <summary>The peer is not a trusted proxy (<c>--trusted-proxy</c>).</summary>
+    UntrustedPeer,
+
+    /// <summary>The bytes are not a valid PROXY protocol header.</summary>
+    InvalidHeader,
+
+    /// <summary>No complete header within <c>--proxy-header-timeout</c>.</summary>
+    Timeout,
+
+    /// <summary>The peer closed or reset the connection before a complete header.</summary>
+    ClosedEarly,
+}
+
+/// <summary>
+/// Counts connections: admits up to the limits (in all, and per client address), and tallies how they ended.
+/// Thread-safe.
+/// </summary>
 public sealed class ConnectionTracker(ServerOptions options)
 {
+    private readonly Dictionary<IPAddress, int> _perAddress = [];
+    private readonly long[] _proxyRejected = new long[Enum.GetValues<ProxyRejection>().Length];
     private long _active;
     private long _accepted;
     private long _rejected;
+    private long _rejectedPerAddress;
     private long _drained;
     private long _aborted;
+    private long _awaitingHeader;
+    private long _proxyAccepted;
 
     public long Active => Interlocked.Read(ref _active);
 
+    /// <summary>Connections open but not yet admitted: waiting for their PROXY protocol header.</summary>
+    public long AwaitingHeader => Interlocked.Read(ref _awaitingHeader);
+
+    /// <summary>Every connection holding a descriptor: admitted ones and those waiting for their PROXY header.</summary>
+    public long Open => Active + AwaitingHeader;
+
     public long Accepted => Interlocked.Read(ref _accepted);
 
-    /// <summary>Connections turned away with <c>ERROR TOO_MANY_CONNECTIONS</c>.</summary>
+    /// <summary>Connections turned away with <c>ERROR TOO_MANY_CONNECTIONS</c>, at either limit.</summary>
     public long Rejected => Interlocked.Read(ref _rejected);
+
+    /// <summary>Of <see cref="Rejected"/>, those turned away by <see cref="ServerOptions.MaxConnectionsPerAddress"/>.</summary>
+    public long RejectedPerAddress => Interlocked.Read(ref _rejectedPerAddress);
 
     /// <summary>Connections closed by shutdown after every answer and <c>ERROR SHUTTING_DOWN</c>.</summary>
     public long Drained => Interlocked.Read(ref _drained);
@@ -22,8 +57,26 @@ public sealed class ConnectionTracker(ServerOptions options)
     /// <summary>Connections cut by shutdown before they could drain (e.g. a peer that does not read).</summary>
     public long Aborted => Interlocked.Read(ref _aborted);
 
-    /// <summary>Admits a connection unless <see cref="ServerOptions.MaxConnections"/> are being served.</summary>
-    public bool TryAdmit()
+    /// <summary>Connections whose PROXY protocol header was accepted.</summary>
+    public long ProxyAccepted => Interlocked.Read(ref _proxyAccepted);
+
+    /// <summary>Connections closed before their PROXY protocol header was accepted, for this reason.</summary>
+    public long ProxyRejected(ProxyRejection reason) => Interlocked.Read(ref _proxyRejected[(int)reason]);
+
+    /// <summary>
+    /// The key <see cref="ServerOptions.MaxConnectionsPerAddress"/> counts a connection under: its (original) IP
+    /// address, IPv4-mapped IPv6 as IPv4; null when that limit is off or the endpoint has no IP address.
+    /// </summary>
+    public IPAddress? AddressKey(EndPoint? remote) =>
+        options.MaxConnectionsPerAddress > 0 && remote is IPEndPoint ip
+            ? (ip.Address.IsIPv4MappedToIPv6 ? ip.Address.MapToIPv4() : ip.Address)
+            : null;
+
+    /// <summary>
+    /// Admits a connection unless <see cref="ServerOptions.MaxConnections"/> are being served, or
+    /// <see cref="ServerOptions.MaxConnectionsPerAddress"/> from <paramref name="address"/> (see <see cref="AddressKey"/>).
+    /// </summary>
+    public bool TryAdmit(IPAddress? address = null)
     {
         if (Interlocked.Increment(ref _active) > options.MaxConnections)
         {
@@ -32,13 +85,70 @@ public sealed class ConnectionTracker(ServerOptions options)
             return false;
         }
 
+        if (address is not null)
+        {
+            lock (_perAddress)
+            {
+                int count = _perAddress.GetValueOrDefault(address);
+                if (count >= options.MaxConnectionsPerAddress)
+                {
+                    Interlocked.Decrement(ref _active);
+                    Interlocked.Increment(ref _rejected);
+                    Interlocked.Increment(ref _rejectedPerAddress);
+                    return false;
+                }
+
+                _perAddress[address] = count + 1;
+            }
+        }
+
         Interlocked.Increment(ref _accepted);
         return true;
     }
 
-    public void Leave() => Interlocked.Decrement(ref _active);
+    /// <summary>Ends an admitted connection; <paramref name="address"/> as given to <see cref="TryAdmit"/>.</summary>
+    public void Leave(IPAddress? address = null)
+    {
+        if (address is not null)
+        {
+            lock (_perAddress)
+            {
+                int count = _perAddress[address] - 1;
+                if (count == 0)
+                {
+                    _perAddress.Remove(address);
+                }
+                else
+                {
+                    _perAddress[address] = count;
+                }
+            }
+        }
+
+        Interlocked.Decrement(ref _active);
+    }
+
+    /// <summary>Client addresses with at least one connection being served (with the per-address limit on).</summary>
+    public int AddressesServed
+    {
+        get
+        {
+            lock (_perAddress)
+            {
+                return _perAddress.Count;
+            }
+        }
+    }
 
     public void CountDrained() => Interlocked.Increment(ref _drained);
 
     public void CountAborted() => Interlocked.Increment(ref _aborted);
+
+    public void HeaderAwaited() => Interlocked.Increment(ref _awaitingHeader);
+
+    public void HeaderDone() => Interlocked.Decrement(ref _awaitingHeader);
+
+    public void CountProxyAccepted() => Interlocked.Increment(ref _proxyAccepted);
+
+    public void CountProxyRejected(ProxyRejection reason) => Interlocked.Increment(ref _proxyRejected[(int)reason]);
 }

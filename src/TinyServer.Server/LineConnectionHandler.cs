@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Net;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using TinyServer.Protocol;
@@ -19,7 +20,9 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
 
     public override async Task OnConnectedAsync(ConnectionContext connection)
     {
-        if (!tracker.TryAdmit())
+        // After the PROXY header, when there is one: the limits count the original client's address.
+        IPAddress? address = tracker.AddressKey(connection.RemoteEndPoint);
+        if (!tracker.TryAdmit(address))
         {
             // Kestrel's own limit would close silently: tell the client why.
             Responses.WriteError(connection.Transport.Output, ErrorCode.TooManyConnections);
@@ -44,7 +47,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         }
         finally
         {
-            tracker.Leave();
+            tracker.Leave(address);
         }
     }
 

@@ -25,6 +25,15 @@ internal static partial class Log
     [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "Stopped after {Accepted} connections ({Rejected} more turned away at the limit): {Drained} connections drained, {Aborted} aborted")]
     public static partial void Stopped(ILogger logger, long accepted, long rejected, long drained, long aborted);
 
+    [LoggerMessage(EventId = 12, Level = LogLevel.Debug, Message = "Connection {ConnectionId}: PROXY v{Version} {Command} header from {Proxy}, client {Remote}")]
+    public static partial void ProxyHeaderAccepted(ILogger logger, string connectionId, int version, string command, EndPoint? proxy, EndPoint? remote);
+
+    [LoggerMessage(EventId = 13, Level = LogLevel.Debug, Message = "Connection {ConnectionId} from {Remote} closed without a reply: {Reason}")]
+    public static partial void ProxyRejected(ILogger logger, string connectionId, EndPoint? remote, string reason);
+
+    [LoggerMessage(EventId = 6, Level = LogLevel.Information, Message = "PROXY protocol: {Accepted} headers accepted; closed without a reply: {Untrusted} from untrusted peers, {Invalid} invalid headers, {TimedOut} timed out, {ClosedEarly} closed before a complete header")]
+    public static partial void ProxySummary(ILogger logger, long accepted, long untrusted, long invalid, long timedOut, long closedEarly);
+
     [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "Cannot accept connections on {EndPoint}: {Error}; retrying with a backoff up to 1 s until it works")]
     public static partial void AcceptFailed(ILogger logger, EndPoint endPoint, string error);
 

@@ -69,4 +69,10 @@ Log.Ready(logger, options.MaxLineLength);
 await app.WaitForShutdownAsync();
 ConnectionTracker tracker = app.Services.GetRequiredService<ConnectionTracker>();
 Log.Stopped(logger, tracker.Accepted, tracker.Rejected, tracker.Drained, tracker.Aborted);
+if (options.ProxyProtocol)
+{
+    Log.ProxySummary(logger, tracker.ProxyAccepted, tracker.ProxyRejected(ProxyRejection.UntrustedPeer), tracker.ProxyRejected(ProxyRejection.InvalidHeader),
+        tracker.ProxyRejected(ProxyRejection.Timeout), tracker.ProxyRejected(ProxyRejection.ClosedEarly));
+}
+
 return 0;

@@ -84,6 +84,27 @@ public sealed record ServerOptions
 
     /// <summary>Seconds a TLS client has to complete its handshake before the connection is closed.</summary>
     public int TlsHandshakeTimeoutSeconds { get; init; } = 10;
+
+    /// <summary>
+    /// The plain TCP endpoints expect a PROXY protocol header (version 1 or 2) before anything else on every
+    /// connection, from <see cref="TrustedProxies"/> only; the connection then has the original client's address.
+    /// </summary>
+    public bool ProxyProtocol { get; init; }
+
+    /// <summary>Peers allowed to send a PROXY protocol header (addresses or CIDR networks); required with <see cref="ProxyProtocol"/>.</summary>
+    public IReadOnlyList<IPNetwork> TrustedProxies { get; init; } = [];
+
+    /// <summary>
+    /// Seconds a connection has to deliver its complete PROXY protocol header. HAProxy's specification asks for at
+    /// least 3, to cover a TCP retransmit.
+    /// </summary>
+    public int ProxyHeaderTimeoutSeconds { get; init; } = 5;
+
+    /// <summary>
+    /// Connections served at once from one client address (the original one, behind a proxy); 0 is no limit. Off by
+    /// default: without the PROXY protocol, all balanced traffic comes from the balancer's address.
+    /// </summary>
+    public int MaxConnectionsPerAddress { get; init; }
 }
 
 /// <summary>A bad option value or an unknown option: one line for the operator.</summary>
@@ -97,7 +118,7 @@ public static class ServerOptionsLoader
 {
     public const string EnvironmentPrefix = "TINYSERVER_";
 
-    private sealed record Option(string Switch, string Key, string Default, string Help, bool Repeatable = false)
+    private sealed record Option(string Switch, string Key, string Default, string Help, bool Repeatable = false, bool Flag = false)
     {
         public string EnvironmentVariable => EnvironmentPrefix + Switch[2..].Replace('-', '_').ToUpperInvariant();
     }
@@ -121,6 +142,10 @@ public static class ServerOptionsLoader
         new("--tls-key", "TlsKey", "none", "PEM private key, when it is not in the --tls-cert file"),
         new("--tls-cert-password", "TlsCertPassword", "none", "password of the PKCS#12 file or encrypted PEM key (prefer the environment: the command line shows in ps)"),
         new("--tls-handshake-timeout", "TlsHandshakeTimeout", "10", "seconds a TLS client has to complete its handshake (1-300)"),
+        new("--proxy-protocol", "ProxyProtocol", "off", "the TCP endpoints expect a PROXY protocol v1/v2 header first (a flag; =true or =false also work)", Flag: true),
+        new("--trusted-proxy", "TrustedProxy", "none", "address or CIDR network allowed to send PROXY headers, repeatable; required with --proxy-protocol", Repeatable: true),
+        new("--proxy-header-timeout", "ProxyHeaderTimeout", "5", "seconds to wait for a complete PROXY header before closing (3-60)"),
+        new("--max-connections-per-address", "MaxConnectionsPerAddress", "0", "connections served at once per client address; 0 is no limit (0-1000000)"),
     ];
 
     private static readonly string PortRule = $"a valid port: use {ServerOptions.MinPort}-{ServerOptions.MaxPort}, or 0 for any free port";
@@ -133,7 +158,7 @@ public static class ServerOptionsLoader
         text.AppendLine("Options (also TINYSERVER_* environment variables, or appsettings.json beside the executable):");
         foreach (Option option in All)
         {
-            text.Append(("  " + option.Switch + " VALUE").PadRight(32)).AppendLine(option.Help + "; default " + option.Default + "; env " + option.EnvironmentVariable);
+            text.Append(("  " + option.Switch + (option.Flag ? "" : " VALUE")).PadRight(32)).AppendLine(option.Help + "; default " + option.Default + "; env " + option.EnvironmentVariable);
         }
 
         text.AppendLine("  --help".PadRight(32) + "print this help");
@@ -163,7 +188,11 @@ public static class ServerOptionsLoader
 
             Option option = All.FirstOrDefault(o => o.Switch == name)
                 ?? throw new OptionsException($"unknown option '{arg}' (see --help)");
-            if (value is null)
+            if (value is null && option.Flag)
+            {
+                value = "true";
+            }
+            else if (value is null)
             {
                 if (i + 1 >= args.Count)
                 {
@@ -267,6 +296,18 @@ public static class ServerOptionsLoader
                 "MaxWriteBuffer" => options with { MaxWriteBuffer = Int(4096, 64 * 1024 * 1024, "a buffer size: use 4096-67108864 bytes") },
                 "LingerTimeout" => options with { LingerTimeoutSeconds = Int(0, 60, "a timeout: use 0-60 seconds") },
                 "ShutdownTimeout" => options with { ShutdownTimeoutSeconds = Int(0, 3600, "a timeout: use 0-3600 seconds") },
+                "ProxyProtocol" => options with
+                {
+                    ProxyProtocol = bool.TryParse(Single(), out bool on) ? on : throw new OptionsException(Bad("is not true or false")),
+                },
+                "TrustedProxy" => options with
+                {
+                    TrustedProxies = values.Count > 0 && values.All(v => TryParseNetwork(v, out _))
+                        ? [.. values.Select(v => TryParseNetwork(v, out IPNetwork network) ? network : default).Distinct()]
+                        : throw new OptionsException(Bad("is not a list of IP addresses or CIDR networks (e.g. 10.0.0.5, 10.0.0.0/24, fd00::/8)")),
+                },
+                "ProxyHeaderTimeout" => options with { ProxyHeaderTimeoutSeconds = Int(3, 60, "a timeout: use 3-60 seconds") },
+                "MaxConnectionsPerAddress" => options with { MaxConnectionsPerAddress = Int(0, 1_000_000, "a connection count: use 0 (no limit) to 1000000") },
                 "LogLevel" => options with
                 {
                     LogLevel = Enum.TryParse(Single(), ignoreCase: true, out LogLevel level) && Enum.IsDefined(level) && !int.TryParse(Single(), out _)
@@ -289,6 +330,16 @@ public static class ServerOptionsLoader
                 "TlsHandshakeTimeout" => options with { TlsHandshakeTimeoutSeconds = Int(1, 300, "a timeout: use 1-300 seconds") },
                 _ => throw new InvalidOperationException(option.Key),
             };
+        }
+
+        if (options.ProxyProtocol && options.TrustedProxies.Count == 0)
+        {
+            throw new OptionsException("--proxy-protocol needs at least one --trusted-proxy ADDRESS (the balancer's address or network)");
+        }
+
+        if (!options.ProxyProtocol && options.TrustedProxies.Count > 0)
+        {
+            throw new OptionsException("--trusted-proxy is set but --proxy-protocol is off: no PROXY header would be read");
         }
 
         return WithTls(options, tls);
@@ -341,5 +392,21 @@ public static class ServerOptionsLoader
         return Directory.Exists(directory)
             ? path
             : throw new OptionsException($"{source}: the directory '{directory}' does not exist");
+    }
+
+    /// <summary>An address (a network of one) or a CIDR network with no host bits set; IPv4-mapped IPv6 counts as IPv4.</summary>
+    private static bool TryParseNetwork(string text, out IPNetwork network)
+    {
+        if (IPAddress.TryParse(text, out IPAddress? address) && !text.Contains('/', StringComparison.Ordinal))
+        {
+            address = address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+            network = new IPNetwork(address, address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128);
+            return true;
+        }
+
+        // Host bits set after the prefix (10.0.0.1/8) are most likely a typo: refused rather than masked.
+        int slash = text.IndexOf('/', StringComparison.Ordinal);
+        return IPNetwork.TryParse(text, out network) && slash > 0
+            && IPAddress.TryParse(text.AsSpan(0, slash), out IPAddress? written) && written.Equals(network.BaseAddress);
     }
 }

@@ -27,6 +27,12 @@ public static class TinyServerHost
                 kestrel.Listen(address, options.Port, listen =>
                 {
                     listeners.All.Add(listen);
+                    if (options.ProxyProtocol)
+                    {
+                        ProxyProtocolMiddleware proxy = listen.ApplicationServices.GetRequiredService<ProxyProtocolMiddleware>();
+                        listen.Use(next => connection => proxy.OnConnectedAsync(connection, next));
+                    }
+
                     listen.UseConnectionHandler<LineConnectionHandler>();
                 });
             }
@@ -63,6 +69,7 @@ public static class TinyServerHost
         });
         builder.Services.AddSingleton<IConnectionListenerFactory, BackoffSocketTransport>();
         builder.Services.AddSingleton<ConnectionTracker>();
+        builder.Services.AddSingleton<ProxyProtocolMiddleware>();
         builder.Services.AddSingleton<FileDescriptorLimit>();
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(options.ShutdownTimeoutSeconds));
         builder.Services.AddSingleton(options);

@@ -33,6 +33,14 @@ public class ServerProgramTests
     [InlineData("--frobnicate", "unknown option '--frobnicate'")]
     [InlineData("--port|0|--port|0", "option --port is given twice")]
     [InlineData("--port", "option --port needs a value")]
+    [InlineData("--proxy-protocol", "--proxy-protocol needs at least one --trusted-proxy")]
+    [InlineData("--proxy-protocol=maybe|--trusted-proxy|10.0.0.1", "'maybe' is not true or false")]
+    [InlineData("--proxy-protocol|--trusted-proxy|10.0.0.1/8", "'10.0.0.1/8' is not a list of IP addresses or CIDR networks")]
+    [InlineData("--proxy-protocol|--trusted-proxy|10.0.0.0/33", "'10.0.0.0/33' is not a list of IP addresses or CIDR networks")]
+    [InlineData("--proxy-protocol|--trusted-proxy|balancer", "'balancer' is not a list of IP addresses or CIDR networks")]
+    [InlineData("--trusted-proxy|10.0.0.1", "--trusted-proxy is set but --proxy-protocol is off")]
+    [InlineData("--proxy-header-timeout|2", "'2' is not a timeout: use 3-60 seconds")]
+    [InlineData("--max-connections-per-address|-1", "'-1' is not a connection count")]
     public async Task A_bad_option_exits_2_with_one_line_and_no_stack_trace(string arguments, string expected)
     {
         ProcessResult result = await RunServerAsync(arguments.Split('|'));

@@ -13,6 +13,8 @@ public class OptionBoundaryTests
     [InlineData("--max-write-buffer", 4096, 67_108_864)]
     [InlineData("--linger-timeout", 0, 60)]
     [InlineData("--shutdown-timeout", 0, 3600)]
+    [InlineData("--proxy-header-timeout", 3, 60)]
+    [InlineData("--max-connections-per-address", 0, 1_000_000)]
     public void Each_limit_is_accepted_at_its_bounds_and_refused_beyond(string option, int min, int max)
     {
         foreach (int value in new[] { min, min + 1, max - 1, max })
@@ -38,10 +40,43 @@ public class OptionBoundaryTests
     }
 
     [Fact]
+    public void The_PROXY_protocol_options_come_from_the_command_line_the_environment_or_the_file()
+    {
+        ServerOptions fromArgs = ServerOptionsLoader.Load(
+            ["--proxy-protocol", "--trusted-proxy", "10.0.0.5", "--trusted-proxy", "fd00::/8", "--trusted-proxy", "::ffff:10.0.0.6", "--proxy-header-timeout", "7", "--max-connections-per-address", "3"],
+            new Dictionary<string, string>(),
+            settingsFile: null)!;
+        Assert.True(fromArgs.ProxyProtocol);
+        Assert.Equal(["10.0.0.5/32", "fd00::/8", "10.0.0.6/32"], fromArgs.TrustedProxies.Select(n => n.ToString()));
+        Assert.Equal((7, 3), (fromArgs.ProxyHeaderTimeoutSeconds, fromArgs.MaxConnectionsPerAddress));
+
+        ServerOptions fromEnvironment = ServerOptionsLoader.Load(
+            [], new Dictionary<string, string> { ["TINYSERVER_PROXY_PROTOCOL"] = "true", ["TINYSERVER_TRUSTED_PROXY"] = "10.0.0.0/8, 127.0.0.3" }, settingsFile: null)!;
+        Assert.True(fromEnvironment.ProxyProtocol);
+        Assert.Equal(["10.0.0.0/8", "127.0.0.3/32"], fromEnvironment.TrustedProxies.Select(n => n.ToString()));
+
+        string file = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(file, """{ "ProxyProtocol": true, "TrustedProxy": ["192.168.0.0/16"], "ProxyHeaderTimeout": 10, "MaxConnectionsPerAddress": 50 }""");
+            ServerOptions fromFile = ServerOptionsLoader.Load([], new Dictionary<string, string>(), file)!;
+            Assert.True(fromFile.ProxyProtocol);
+            Assert.Equal(("192.168.0.0/16", 10, 50), (fromFile.TrustedProxies.Single().ToString(), fromFile.ProxyHeaderTimeoutSeconds, fromFile.MaxConnectionsPerAddress));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+
+        Assert.False(ServerOptionsLoader.Load(["--proxy-protocol=false"], new Dictionary<string, string>(), null)!.ProxyProtocol);
+    }
+
+    [Fact]
     public void The_defaults_are_the_documented_ones()
     {
         ServerOptions options = ServerOptionsLoader.Load([], new Dictionary<string, string>(), settingsFile: null)!;
         Assert.Equal((40000, 16384, 10_000, 300, 32768, 32768, 2, 5), (options.Port, options.MaxLineLength, options.MaxConnections, options.IdleTimeoutSeconds, options.MaxReadBuffer, options.MaxWriteBuffer, options.LingerTimeoutSeconds, options.ShutdownTimeoutSeconds));
+        Assert.Equal((false, 0, 5, 0), (options.ProxyProtocol, options.TrustedProxies.Count, options.ProxyHeaderTimeoutSeconds, options.MaxConnectionsPerAddress));
     }
 
     private static ServerOptions? Load(string option, int value) =>

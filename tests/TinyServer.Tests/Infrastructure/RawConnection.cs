@@ -92,6 +92,9 @@ public sealed class RawConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>Bytes received by the kernel and not read yet, without waiting.</summary>
+    public int Unread => _received.Count + _socket.Available;
+
     /// <summary>Half-closes: the server sees the end of the input, and can still reply.</summary>
     public void ShutdownSend() => _socket.Shutdown(SocketShutdown.Send);
 
