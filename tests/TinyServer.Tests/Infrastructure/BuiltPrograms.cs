@@ -1,6 +1,6 @@
 namespace TinyServer.Tests.Infrastructure;
 
-/// <summary>Where the build put the client and server programs (same configuration as the tests).</summary>
+/// <summary>Where the build put the client, server and load generator programs (same configuration as the tests).</summary>
 public static class BuiltPrograms
 {
     private static readonly string TestDirectory = AppContext.BaseDirectory;
@@ -15,6 +15,8 @@ public static class BuiltPrograms
     public static string ClientDll => Program("TinyServer.Client");
 
     public static string ServerDll => Program("TinyServer.Server");
+
+    public static string LoadGenDll => Program("TinyServer.LoadGen");
 
     public static string Dotnet => Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet";
 

@@ -1,0 +1,258 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using TinyServer.Tests.Infrastructure;
+
+namespace TinyServer.Tests.External;
+
+/// <summary>
+/// Scale-out behind a real HAProxy (Debian's package), all on loopback, with <c>deploy/haproxy.cfg</c> itself as the
+/// configuration (free ports substituted, and <c>source 127.0.0.3</c> so that the servers see the balancer at
+/// 127.0.0.3 while the client is 127.0.0.1). Two server instances with the PROXY protocol, the load generator through
+/// HAProxy; one instance is stopped mid-run.
+/// </summary>
+public partial class HaproxyTests
+{
+    private const string Balancer = "127.0.0.3";
+
+    [Fact]
+    public async Task Two_instances_share_the_load_see_the_client_and_the_run_survives_losing_one()
+    {
+        string[] serverArguments = ["--port", "0", "--bind", "127.0.0.1", "--proxy-protocol", "--trusted-proxy", Balancer, "--log-level", "Debug", "--shutdown-timeout", "2"];
+        await using ServerProcess first = await ServerProcess.StartAsync(serverArguments);
+        await using ServerProcess second = await ServerProcess.StartAsync(serverArguments);
+        await using HaproxyProcess haproxy = await HaproxyProcess.StartAsync(first.EndPoint.Port, second.EndPoint.Port);
+
+        // Both are checked healthy: the check is a whole conversation behind a PROXY v2 LOCAL header from the balancer.
+        await first.WaitForLineAsync($"PROXY v2 Local header from {Balancer}:");
+        await second.WaitForLineAsync($"PROXY v2 Local header from {Balancer}:");
+
+        using Process load = ProcessRunner.Start(BuiltPrograms.Dotnet,
+            [BuiltPrograms.LoadGenDll, "--port", haproxy.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-c", "8", "-d", "10", "--requests-per-session", "20", "--reply-timeout", "5", "--json"]);
+        load.StandardInput.Close();
+        Task<string> loadOutput = load.StandardOutput.ReadToEndAsync();
+        Task<string> loadProgress = load.StandardError.ReadToEndAsync();
+        try
+        {
+            // Both instances serve sessions of the client, under its own address.
+            await WaitForAsync(() => ClientSessions(first) >= 3 && ClientSessions(second) >= 3, "both instances serving client sessions", first, second);
+
+            // Stop one mid-run. It drains: each of its connections gets ERROR SHUTTING_DOWN.
+            Assert.False(load.HasExited, "the load ended before the stop: it must outlast it");
+            int servedByFirstAtStop = ClientSessions(first);
+            Assert.Equal(0, await second.StopAsync());
+            Assert.False(load.HasExited, "the load ended during the stop: it must outlast it");
+
+            // HAProxy takes it out of rotation, and the run goes on, on the other instance.
+            await haproxy.WaitForLineAsync("Server tinyservers/tiny2 is DOWN");
+            await WaitForAsync(() => ClientSessions(first) >= servedByFirstAtStop + 10, "sessions on the remaining instance after the stop", first, second);
+
+            await load.WaitForExitAsync().WaitAsync(Timeouts.Process);
+        }
+        finally
+        {
+            if (!load.HasExited)
+            {
+                load.Kill(entireProcessTree: true);
+            }
+        }
+
+        string json = await loadOutput.WaitAsync(Timeouts.Process);
+        string progress = await loadProgress.WaitAsync(Timeouts.Process);
+        JsonElement result = JsonSerializer.Deserialize<JsonElement>(json);
+        long errors = result.GetProperty("errors").GetInt64();
+        JsonElement byKind = result.GetProperty("errors_by_kind");
+        string context = $"load: {json}\n{progress}\nfirst:\n{string.Join('\n', first.Output.TakeLast(30))}\nsecond:\n{string.Join('\n', second.Output.TakeLast(30))}\nhaproxy:\n{string.Join('\n', haproxy.Output)}";
+
+        // Errors only on connections that were on the stopped instance: at most two each (ERROR SHUTTING_DOWN in place
+        // of a reply, then the close), and no timeouts anywhere.
+        int onStopped = ConnectionsOpenAtStop(second);
+        Assert.True(errors <= 2 * onStopped, $"{errors} errors, {onStopped} connections on the stopped instance\n{context}");
+        Assert.True(byKind.GetProperty("timeout").GetInt64() == 0, context);
+        Assert.True(result.GetProperty("requests").GetInt64() > 0, context);
+
+        // The servers saw the client's address, 127.0.0.1, never the balancer's, for relayed connections.
+        foreach (ServerProcess server in new[] { first, second })
+        {
+            Assert.Contains(server.Output, line => line.Contains($"PROXY v2 Proxy header from {Balancer}:", StringComparison.Ordinal) && line.Contains("client 127.0.0.1:", StringComparison.Ordinal));
+            Assert.DoesNotContain(server.Output, line => line.Contains("Proxy header", StringComparison.Ordinal) && !line.Contains("client 127.0.0.1:", StringComparison.Ordinal));
+            Assert.DoesNotContain(server.Output, line => line.Contains("Connection ", StringComparison.Ordinal) && line.Contains(" closed without a reply: ", StringComparison.Ordinal)
+                && !line.Contains("shutting down", StringComparison.Ordinal));
+        }
+    }
+
+    // Sessions of the load generator (from 127.0.0.1) that ended with its QUIT.
+    private static int ClientSessions(ServerProcess server) =>
+        server.Output.Count(line => line.Contains(" from 127.0.0.1:", StringComparison.Ordinal) && line.Contains(" closed: Quit", StringComparison.Ordinal));
+
+    // Admitted connections open when the stop began (drained or aborted), and those still waiting for their header.
+    private static int ConnectionsOpenAtStop(ServerProcess server)
+    {
+        string stopped = server.Output.Single(line => line.Contains("Stopped after", StringComparison.Ordinal));
+        Match counts = StoppedCounts().Match(stopped);
+        Assert.True(counts.Success, stopped);
+        int waiting = server.Output.Count(line => line.Contains("shutting down before a complete PROXY header", StringComparison.Ordinal));
+        return int.Parse(counts.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)
+            + int.Parse(counts.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture) + waiting;
+    }
+
+    private static async Task WaitForAsync(Func<bool> condition, string what, ServerProcess first, ServerProcess second)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (clock.Elapsed > Timeouts.Read)
+            {
+                Assert.Fail($"no {what} within {Timeouts.Read}; first served {ClientSessions(first)}, second {ClientSessions(second)}");
+            }
+
+            await Task.Delay(50);
+        }
+    }
+
+    [GeneratedRegex(@"(\d+) connections drained, (\d+) aborted")]
+    private static partial Regex StoppedCounts();
+
+    /// <summary>HAProxy in the foreground (<c>-db</c>) on <c>deploy/haproxy.cfg</c> with test ports; its log is its standard output.</summary>
+    private sealed class HaproxyProcess : IAsyncDisposable
+    {
+        private readonly Process _process;
+        private readonly List<string> _output = [];
+        private readonly Task _pump;
+        private readonly string _config;
+
+        private HaproxyProcess(Process process, string config, int port)
+        {
+            _process = process;
+            _config = config;
+            Port = port;
+            _process.StandardInput.Close();
+            _pump = Task.WhenAll(PumpAsync(process.StandardOutput), PumpAsync(process.StandardError));
+        }
+
+        public int Port { get; }
+
+        public IReadOnlyList<string> Output
+        {
+            get
+            {
+                lock (_output)
+                {
+                    return [.. _output];
+                }
+            }
+        }
+
+        public static async Task<HaproxyProcess> StartAsync(int firstServer, int secondServer)
+        {
+            string haproxy = ProcessRunner.RequireTool("haproxy");
+            string template = await File.ReadAllTextAsync(Path.Combine(BuiltPrograms.RepositoryRoot, "deploy", "haproxy.cfg"));
+            for (int attempt = 1; ; attempt++)
+            {
+                int port = FreePort();
+                string config = Path.Combine(Path.GetTempPath(), $"tinyserver-haproxy-{Guid.NewGuid():N}.cfg");
+                await File.WriteAllTextAsync(config, Substitute(template, port, firstServer, secondServer));
+                var started = new HaproxyProcess(ProcessRunner.Start(haproxy, ["-f", config, "-db"]), config, port);
+                if (await started.ListensAsync() || attempt == 3)
+                {
+                    Assert.False(started._process.HasExited, $"haproxy exited: {string.Join('\n', started.Output)}");
+                    return started;
+                }
+
+                await started.DisposeAsync(); // The free port was taken in between: another one.
+            }
+        }
+
+        public async Task WaitForLineAsync(string text)
+        {
+            var clock = Stopwatch.StartNew();
+            while (!Output.Any(line => line.Contains(text, StringComparison.Ordinal)))
+            {
+                Assert.True(clock.Elapsed < Timeouts.Read, $"haproxy logged no '{text}' within {Timeouts.Read}:\n{string.Join('\n', Output)}");
+                await Task.Delay(50);
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            try
+            {
+                if (!_process.HasExited)
+                {
+                    _process.Kill(entireProcessTree: true);
+                }
+
+                await _process.WaitForExitAsync().WaitAsync(Timeouts.Process);
+                await _pump.WaitAsync(Timeouts.Process);
+            }
+            finally
+            {
+                _process.Dispose();
+                File.Delete(_config);
+            }
+        }
+
+        // The lines of deploy/haproxy.cfg that name addresses, rewritten; each must be there, so the file and the test stay in step.
+        private static string Substitute(string template, int port, int firstServer, int secondServer)
+        {
+            (string From, string To)[] edits =
+            [
+                ("bind 127.0.0.1:40000", $"bind 127.0.0.1:{port}"),
+                ("server tiny1 127.0.0.1:40001", $"server tiny1 127.0.0.1:{firstServer}"),
+                ("server tiny2 127.0.0.1:40002", $"server tiny2 127.0.0.1:{secondServer}"),
+                ("maxconn 4096", "maxconn 1000"),
+                ("backend tinyservers\n", $"backend tinyservers\n    source {Balancer}\n"),
+            ];
+            foreach ((string from, string to) in edits)
+            {
+                Assert.Contains(from, template, StringComparison.Ordinal);
+                template = template.Replace(from, to, StringComparison.Ordinal);
+            }
+
+            return template;
+        }
+
+        private static int FreePort()
+        {
+            using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            return ((IPEndPoint)probe.LocalEndPoint!).Port;
+        }
+
+        // True once something listens on the port (read from /proc/net/tcp: a probe connection would reach a server)
+        // and haproxy is still running a moment later; false if it exited (its port was taken).
+        private async Task<bool> ListensAsync()
+        {
+            string local = $"0100007F:{Port:X4}";
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed < Timeouts.Read && !_process.HasExited)
+            {
+                bool listening = File.ReadLines("/proc/net/tcp").Skip(1)
+                    .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                    .Any(fields => fields[1] == local && fields[3] == "0A");
+                if (listening)
+                {
+                    await Task.Delay(200);
+                    return !_process.HasExited;
+                }
+
+                await Task.Delay(50);
+            }
+
+            return false;
+        }
+
+        private async Task PumpAsync(StreamReader reader)
+        {
+            while (await reader.ReadLineAsync() is { } line)
+            {
+                lock (_output)
+                {
+                    _output.Add(line);
+                }
+            }
+        }
+    }
+}
