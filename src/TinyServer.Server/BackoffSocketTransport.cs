@@ -22,9 +22,15 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
         {
             MaxReadBufferSize = options.MaxReadBuffer,
             MaxWriteBufferSize = options.MaxWriteBuffer,
+            UnsafePreferInlineScheduling = options.InlineIo,
+            IOQueueCount = options.IoQueues,
+            WaitForDataBeforeAllocatingBuffer = options.WaitForData,
         },
         loggers.CreateLogger("Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets"));
 
+    private readonly EpollLoops? _loops = options.Transport == TransportKind.Epoll ? new EpollLoops(options.EffectiveIoThreads) : null;
+    // A line waiting for its LF stays in the reader's buffer, which must hold the longest line to find its end.
+    private readonly int _maxReadBuffer = Math.Max(options.MaxReadBuffer, options.MaxLineLength + 2);
     private readonly ILogger _logger = loggers.CreateLogger("TinyServer.Server.Transport");
     private readonly ConnectionTracker _tracker = tracker;
     private readonly FileDescriptorLimit _descriptors = descriptors;
@@ -83,7 +89,23 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
         return ValueTask.FromResult<IConnectionListener>(new Listener(socket, unixPath, this));
     }
 
-    public void Dispose() => _connections.Dispose();
+    public void Dispose()
+    {
+        _connections.Dispose();
+        _loops?.Dispose();
+    }
+
+    private ConnectionContext Create(Socket accepted)
+    {
+        if (_loops is null)
+        {
+            return _connections.Create(accepted);
+        }
+
+        var connection = new EpollConnection(accepted, _maxReadBuffer);
+        _loops.Add(connection);
+        return connection;
+    }
 
     /// <param name="unixPath">The socket file of a Unix domain socket listener, removed when it stops; null for TCP.</param>
     private sealed class Listener(Socket socket, string? unixPath, BackoffSocketTransport transport) : IConnectionListener
@@ -111,7 +133,7 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
                         accepted.NoDelay = true;
                     }
 
-                    ConnectionContext connection = transport._connections.Create(accepted);
+                    ConnectionContext connection = transport.Create(accepted);
                     if (unixPath is not null)
                     {
                         // A Unix client's own address is almost always unnamed: name the socket it came through.

@@ -20,6 +20,7 @@ if (options is null)
 }
 
 FileDescriptorLimit.Raise();
+SocketEngine.Configure(options);
 await using WebApplication app = TinyServerHost.Build(options, logging => logging.AddSimpleConsole(console =>
 {
     console.SingleLine = true;

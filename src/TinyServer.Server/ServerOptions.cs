@@ -40,7 +40,8 @@ public sealed record ServerOptions
     /// <summary>
     /// Bytes read from a connection and not yet answered before the server stops reading from it (backpressure).
     /// With <see cref="MaxWriteBuffer"/>, bounds what a peer that sends without reading can make the server hold:
-    /// about 128 KiB a connection at the defaults, so 1,000 such peers cost well under 256 MiB.
+    /// about 128 KiB a connection at the defaults, so 1,000 such peers cost well under 256 MiB. The epoll transport
+    /// raises it to <see cref="MaxLineLength"/> + 2 when that is larger: a line waiting for its LF must fit.
     /// </summary>
     public int MaxReadBuffer { get; init; } = 32 * 1024;
 
@@ -105,6 +106,50 @@ public sealed record ServerOptions
     /// default: without the PROXY protocol, all balanced traffic comes from the balancer's address.
     /// </summary>
     public int MaxConnectionsPerAddress { get; init; }
+
+    /// <summary>
+    /// How connections are served: <see cref="TransportKind.Epoll"/> (TinyServer's own event loops, the default on
+    /// Linux) or <see cref="TransportKind.Sockets"/> (Kestrel's socket transport). See benchmarks/README.md.
+    /// </summary>
+    public TransportKind Transport { get; init; } = OperatingSystem.IsLinux() ? TransportKind.Epoll : TransportKind.Sockets;
+
+    /// <summary>
+    /// Event threads: epoll loops with <see cref="TransportKind.Epoll"/>, the runtime's socket engine threads
+    /// (<c>DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT</c>) with <see cref="TransportKind.Sockets"/>. 0 chooses: one epoll
+    /// loop per two cores, or the runtime's own choice.
+    /// </summary>
+    public int IoThreads { get; init; }
+
+    /// <summary>The epoll loops to start: <see cref="IoThreads"/>, or one per two cores.</summary>
+    public int EffectiveIoThreads => IoThreads > 0 ? IoThreads : Math.Max(1, Environment.ProcessorCount / 2);
+
+    /// <summary>
+    /// Sockets transport only. Run the whole request on the socket engine's event thread instead of handing it to the
+    /// thread pool three times: Kestrel's <c>UnsafePreferInlineScheduling</c> plus the runtime's
+    /// <c>DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS</c>. Safe because the handler never blocks. Process-wide: it
+    /// takes effect only if set before the process opens its first socket (Program does).
+    /// </summary>
+    public bool InlineIo { get; init; } = true;
+
+    /// <summary>
+    /// Sockets transport only. Kestrel's <c>IOQueueCount</c>: queues that run the transport's send and receive loops
+    /// when <see cref="InlineIo"/> is off (0: the thread pool). Default: one per core, at most 16, as in Kestrel.
+    /// </summary>
+    public int IoQueues { get; init; } = Math.Min(Environment.ProcessorCount, 16);
+
+    /// <summary>
+    /// Sockets transport only. Kestrel's <c>WaitForDataBeforeAllocatingBuffer</c>: a zero-byte read before renting a
+    /// receive buffer, so an idle connection holds none (one more system call per read). The epoll transport never
+    /// holds a buffer for an idle connection and needs no extra call.
+    /// </summary>
+    public bool WaitForData { get; init; } = true;
+}
+
+/// <summary>See <see cref="ServerOptions.Transport"/>.</summary>
+public enum TransportKind
+{
+    Epoll,
+    Sockets,
 }
 
 /// <summary>A bad option value or an unknown option: one line for the operator.</summary>
@@ -134,6 +179,11 @@ public static class ServerOptionsLoader
         new("--max-write-buffer", "MaxWriteBuffer", "32768", "bytes of replies queued for a slow reader before answering pauses (4096-67108864)"),
         new("--linger-timeout", "LingerTimeout", "2", "seconds to read and discard input after the last reply before closing, so the reply is not lost to a reset (0-60)"),
         new("--shutdown-timeout", "ShutdownTimeout", "5", "seconds to drain connections on SIGTERM/SIGINT before aborting them (0-3600)"),
+        new("--transport", "Transport", "epoll on Linux", "epoll: TinyServer's own event loops; sockets: Kestrel's socket transport"),
+        new("--io-threads", "IoThreads", "0", "event threads: epoll loops, or socket engine threads with --transport sockets; 0 chooses (one epoll loop per two cores) (0-1024)"),
+        new("--inline-io", "InlineIo", "true", "sockets transport: true runs receive, answer and send on the socket event thread; false uses Kestrel's thread-pool scheduling"),
+        new("--io-queues", "IoQueues", "cores, at most 16", "sockets transport: Kestrel I/O queues used when --inline-io is false; 0 uses the thread pool (0-64)"),
+        new("--wait-for-data", "WaitForData", "true", "sockets transport: true makes idle connections hold no receive buffer (one more system call per read)"),
         new("--log-level", "LogLevel", "Information", "Trace, Debug (one line per connection), Information, Warning, Error, Critical or None"),
         new("--unix", "Unix", "none", $"also listen on a Unix domain socket at this path (at most {ServerOptions.MaxUnixPathBytes} bytes; a stale socket file is replaced)"),
         new("--unix-mode", "UnixMode", "0660", "permissions of the Unix socket file, octal 0000-0777 (0660: owner and group may connect)"),
@@ -272,6 +322,7 @@ public static class ServerOptionsLoader
                 int.TryParse(Single(), NumberStyles.None, CultureInfo.InvariantCulture, out int value) && value >= min && value <= max
                     ? value
                     : throw new OptionsException(Bad($"is not {what}"));
+            bool Bool() => bool.TryParse(Single(), out bool value) ? value : throw new OptionsException(Bad("is not true or false"));
             options = option.Key switch
             {
                 "Port" => options with
@@ -308,6 +359,20 @@ public static class ServerOptionsLoader
                 },
                 "ProxyHeaderTimeout" => options with { ProxyHeaderTimeoutSeconds = Int(3, 60, "a timeout: use 3-60 seconds") },
                 "MaxConnectionsPerAddress" => options with { MaxConnectionsPerAddress = Int(0, 1_000_000, "a connection count: use 0 (no limit) to 1000000") },
+                "Transport" => options with
+                {
+                    Transport = Single() switch
+                    {
+                        "epoll" when OperatingSystem.IsLinux() => TransportKind.Epoll,
+                        "epoll" => throw new OptionsException(Bad("needs Linux: use sockets")),
+                        "sockets" => TransportKind.Sockets,
+                        _ => throw new OptionsException(Bad("is not a transport: use epoll or sockets")),
+                    },
+                },
+                "InlineIo" => options with { InlineIo = Bool() },
+                "IoThreads" => options with { IoThreads = Int(0, 1024, "a thread count: use 0 (the runtime's choice) to 1024") },
+                "IoQueues" => options with { IoQueues = Int(0, 64, "a queue count: use 0 (the thread pool) to 64") },
+                "WaitForData" => options with { WaitForData = Bool() },
                 "LogLevel" => options with
                 {
                     LogLevel = Enum.TryParse(Single(), ignoreCase: true, out LogLevel level) && Enum.IsDefined(level) && !int.TryParse(Single(), out _)

@@ -1,0 +1,80 @@
+using System.Collections.Concurrent;
+using TinyServer.LoadGen;
+
+namespace TinyServer.Server;
+
+/// <summary>
+/// The event threads of the epoll transport. Each accepted connection is registered, edge-triggered, with one loop,
+/// round-robin; the loop receives into the connection when it is readable and a read is waiting, and runs the handler
+/// right there (the handler never blocks), as Redis does on its one thread: one receive and one send per request, no
+/// hand-off to another thread. Linux only.
+/// </summary>
+internal sealed class EpollLoops : IDisposable
+{
+    public const uint EdgeTriggered = 1u << 31;
+    public const uint PeerClosed = 0x2000; // EPOLLRDHUP
+
+    private readonly Loop[] _loops;
+    private int _next = -1;
+    private volatile bool _stopping;
+
+    public EpollLoops(int count)
+    {
+        _loops = new Loop[count];
+        for (int i = 0; i < count; i++)
+        {
+            _loops[i] = new Loop(this, i);
+        }
+    }
+
+    public int Count => _loops.Length;
+
+    public void Add(EpollConnection connection)
+    {
+        Loop loop = _loops[(uint)Interlocked.Increment(ref _next) % (uint)_loops.Length];
+        connection.Loop = loop;
+        loop.Add(connection);
+    }
+
+    public void Dispose() => _stopping = true; // The threads notice within a second and free their epoll instances.
+
+    internal sealed class Loop
+    {
+        private const long WaitNanoseconds = 1_000_000_000;
+
+        private readonly EpollLoops _owner;
+        private readonly Epoll _epoll = new();
+        private readonly ConcurrentDictionary<ulong, EpollConnection> _connections = new();
+
+        public Loop(EpollLoops owner, int index)
+        {
+            _owner = owner;
+            new Thread(Run) { IsBackground = true, Name = $"TinyServer epoll {index}" }.Start();
+        }
+
+        public void Add(EpollConnection connection)
+        {
+            _connections[connection.Token] = connection;
+            _epoll.Register(connection.Socket, connection.Token, Epoll.Readable | Epoll.Writable | PeerClosed | EdgeTriggered);
+        }
+
+        public void Remove(EpollConnection connection) => _connections.TryRemove(connection.Token, out _);
+
+        private void Run()
+        {
+            while (!_owner._stopping)
+            {
+                int count = _epoll.Wait(WaitNanoseconds);
+                for (int i = 0; i < count; i++)
+                {
+                    if (_connections.TryGetValue(_epoll.Token(i), out EpollConnection? connection))
+                    {
+                        connection.OnEvents(_epoll.Events(i));
+                    }
+                }
+            }
+
+            _epoll.Dispose();
+        }
+    }
+}
