@@ -81,7 +81,7 @@ internal sealed unsafe partial class Epoll : IDisposable
         var span = new Span<byte>(ev, EventSize);
         BinaryPrimitives.WriteUInt32LittleEndian(span, events);
         BinaryPrimitives.WriteUInt64LittleEndian(span[(EventSize - 8)..], token);
-        if (epoll_ctl(_fd, operation, (int)socket.Handle, ev) != 0)
+        if (epoll_ctl(_fd, operation, (int)socket.SafeHandle.DangerousGetHandle(), ev) != 0)
         {
             throw new Win32Exception(Marshal.GetLastPInvokeError(), "epoll_ctl");
         }

@@ -33,7 +33,6 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
     public EpollConnection(Socket socket, int maxReadBuffer)
     {
         Socket = socket;
-        socket.Blocking = false;
         LocalEndPoint = socket.LocalEndPoint;
         RemoteEndPoint = socket.RemoteEndPoint;
         _reader = new SocketReader(this, maxReadBuffer);
@@ -350,7 +349,7 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
             }
 
             Span<byte> space = _buffer.AsSpan(_end, Math.Min(_buffer.Length, maxBuffer) - _end);
-            int received = connection.Socket.Receive(space, SocketFlags.None, out SocketError error);
+            int received = NonBlocking.Receive(connection.Socket, space, out SocketError error);
             if (error == SocketError.WouldBlock)
             {
                 _readable = false; // The next edge says when there is more.
@@ -545,7 +544,7 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
                     return false;
                 }
 
-                int sent = connection.Socket.Send(_buffer.AsSpan(_sent, _written - _sent), SocketFlags.None, out SocketError error);
+                int sent = NonBlocking.Send(connection.Socket, _buffer.AsSpan(_sent, _written - _sent), out SocketError error);
                 if (error == SocketError.WouldBlock)
                 {
                     _writable = false;

@@ -18,40 +18,32 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
     /// <summary>While lingering before a close, a pause in the client's input this long ends the wait.</summary>
     public static readonly TimeSpan QuietPeriod = TimeSpan.FromMilliseconds(100);
 
-    public override async Task OnConnectedAsync(ConnectionContext connection)
+    public override Task OnConnectedAsync(ConnectionContext connection)
     {
         // After the PROXY header, when there is one: the limits count the original client's address.
         IPAddress? address = tracker.AddressKey(connection.RemoteEndPoint);
-        if (!tracker.TryAdmit(address))
-        {
-            // Kestrel's own limit would close silently: tell the client why.
-            Responses.WriteError(connection.Transport.Output, ErrorCode.TooManyConnections);
-            try
-            {
-                if (!(await connection.Transport.Output.FlushAsync()).IsCompleted)
-                {
-                    await LingerAsync(connection.Transport.Input);
-                }
-            }
-            catch (Exception e) when (e is IOException or ConnectionAbortedException)
-            {
-                // Gone already.
-            }
+        return tracker.TryAdmit(address) ? ServeAsync(connection, address) : RejectAsync(connection);
+    }
 
-            return;
-        }
-
+    /// <summary>Over a connection limit: Kestrel's own limit would close silently, so tell the client why.</summary>
+    private async Task RejectAsync(ConnectionContext connection)
+    {
+        Responses.WriteError(connection.Transport.Output, ErrorCode.TooManyConnections);
         try
         {
-            await ServeAsync(connection);
+            if (!(await connection.Transport.Output.FlushAsync()).IsCompleted)
+            {
+                await LingerAsync(connection.Transport.Input);
+            }
         }
-        finally
+        catch (Exception e) when (e is IOException or ConnectionAbortedException)
         {
-            tracker.Leave(address);
+            // Gone already.
         }
     }
 
-    private async Task ServeAsync(ConnectionContext connection)
+    /// <summary>An admitted connection, until it closes; it then leaves the limits of <paramref name="address"/>.</summary>
+    private async Task ServeAsync(ConnectionContext connection, IPAddress? address)
     {
         bool logging = logger.IsEnabled(LogLevel.Debug);
         if (logging)
@@ -127,6 +119,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         }
         finally
         {
+            tracker.Leave(address);
             if (watch.Ending == ErrorCode.ShuttingDown)
             {
                 if (graceful)

@@ -1,0 +1,82 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace TinyServer.Server;
+
+/// <summary>
+/// recv and send with MSG_DONTWAIT: never blocking, whatever mode the socket is in. <see cref="Socket.Blocking"/>
+/// = false would do the same through <see cref="Socket.Receive(Span{byte}, SocketFlags, out SocketError)"/>, but it
+/// gives every socket the runtime's asynchronous context (about 200 bytes) that the epoll transport never uses.
+/// The caller keeps the socket open for the duration of the call.
+/// </summary>
+internal static unsafe partial class NonBlocking
+{
+    private const int DontWait = 0x40; // MSG_DONTWAIT
+    private const int NoSignal = 0x4000; // MSG_NOSIGNAL: a closed peer is an error, not SIGPIPE.
+    private const int EINTR = 4;
+    private const int EBADF = 9;
+    private const int EAGAIN = 11;
+    private const int EPIPE = 32;
+    private const int ECONNRESET = 104;
+    private const int ETIMEDOUT = 110;
+
+    public static int Receive(Socket socket, Span<byte> buffer, out SocketError error)
+    {
+        fixed (byte* p = buffer)
+        {
+            nint result;
+            do
+            {
+                result = recv(Descriptor(socket), p, (nuint)buffer.Length, DontWait);
+            }
+            while (Interrupted(result));
+
+            return Complete(result, out error);
+        }
+    }
+
+    public static int Send(Socket socket, ReadOnlySpan<byte> buffer, out SocketError error)
+    {
+        fixed (byte* p = buffer)
+        {
+            nint result;
+            do
+            {
+                result = send(Descriptor(socket), p, (nuint)buffer.Length, DontWait | NoSignal);
+            }
+            while (Interrupted(result));
+
+            return Complete(result, out error);
+        }
+    }
+
+    private static bool Interrupted(nint result) => result < 0 && Marshal.GetLastPInvokeError() == EINTR;
+
+    private static int Descriptor(Socket socket) => (int)socket.SafeHandle.DangerousGetHandle();
+
+    private static int Complete(nint result, out SocketError error)
+    {
+        if (result >= 0)
+        {
+            error = SocketError.Success;
+            return (int)result;
+        }
+
+        error = Marshal.GetLastPInvokeError() switch
+        {
+            EAGAIN => SocketError.WouldBlock,
+            ECONNRESET => SocketError.ConnectionReset,
+            EPIPE => SocketError.Shutdown,
+            ETIMEDOUT => SocketError.TimedOut,
+            EBADF => SocketError.OperationAborted,
+            _ => SocketError.SocketError,
+        };
+        return 0;
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial nint recv(int fd, byte* buffer, nuint length, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial nint send(int fd, byte* buffer, nuint length, int flags);
+}
