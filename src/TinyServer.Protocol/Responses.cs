@@ -8,6 +8,9 @@ public static class Responses
     /// <summary>Length of <c>TIME yyyy-MM-ddTHH:mm:ss+hh:mm\n</c>.</summary>
     public const int TimeLineLength = 31;
 
+    /// <summary>Length of <c>yyyy-MM-ddTHH:mm:ss+hh:mm</c>.</summary>
+    public const int TimestampLength = 25;
+
     // Every Write method returns the number of bytes it wrote.
     public static int WriteBanner(IBufferWriter<byte> output) => WriteFixed(output, Wire.Banner);
 
@@ -20,15 +23,23 @@ public static class Responses
     /// <summary><c>TIME 2025-09-12T17:24:13-05:00</c>: ISO 8601 to the second with a numeric UTC offset.</summary>
     public static int WriteTime(IBufferWriter<byte> output, DateTimeOffset now)
     {
+        Span<byte> timestamp = stackalloc byte[TimestampLength];
+        FormatTimestamp(now, timestamp);
+        return WriteTime(output, timestamp);
+    }
+
+    /// <summary><c>TIME</c> with a timestamp already formatted (see <see cref="TimeCache"/>).</summary>
+    public static int WriteTime(IBufferWriter<byte> output, ReadOnlySpan<byte> timestamp)
+    {
         Span<byte> span = output.GetSpan(TimeLineLength);
         Wire.TimePrefix.CopyTo(span);
-        FormatTimestamp(now, span[5..]);
+        timestamp[..TimestampLength].CopyTo(span[Wire.TimePrefix.Length..]);
         span[TimeLineLength - 1] = Wire.LF;
         output.Advance(TimeLineLength);
         return TimeLineLength;
     }
 
-    /// <summary>Writes <c>yyyy-MM-ddTHH:mm:ss+hh:mm</c> (25 bytes) into <paramref name="destination"/>.</summary>
+    /// <summary>Writes <c>yyyy-MM-ddTHH:mm:ss+hh:mm</c> (<see cref="TimestampLength"/> bytes) into <paramref name="destination"/>.</summary>
     public static void FormatTimestamp(DateTimeOffset time, Span<byte> destination)
     {
         DateTime t = time.DateTime;

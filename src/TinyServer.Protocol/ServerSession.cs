@@ -25,6 +25,7 @@ public enum SessionStatus
 public sealed class ServerSession(TimeProvider time, int maxLineLength = Wire.DefaultMaxLineLength) : IDisposable
 {
     private readonly LineDecoder _decoder = new(maxLineLength);
+    private TimeCache _time;
 
     /// <summary>Why the session ended; <see cref="CloseReason.None"/> while it is open.</summary>
     public CloseReason CloseReason { get; private set; }
@@ -96,7 +97,7 @@ public sealed class ServerSession(TimeProvider time, int maxLineLength = Wire.De
         switch (Commands.Parse(line, out ReadOnlySpan<byte> text))
         {
             case Command.Time:
-                return Responses.WriteTime(output, time.GetLocalNow());
+                return Responses.WriteTime(output, _time.Now(time));
             case Command.Echo:
                 return Responses.WriteEcho(output, text);
             case Command.Help:
