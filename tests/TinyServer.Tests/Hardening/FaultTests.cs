@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Text;
+using TinyServer.Server;
 using TinyServer.Tests.Infrastructure;
 
 namespace TinyServer.Tests.Hardening;
@@ -7,10 +8,15 @@ namespace TinyServer.Tests.Hardening;
 /// <summary>Peers that misbehave at the transport level: nothing logged above Debug, no connection leaked.</summary>
 public class FaultTests
 {
+    /// <summary>The transport these tests run on; <see cref="FaultTestsOnKestrelSockets"/> runs them all again on Kestrel's.</summary>
+    protected virtual TransportKind Transport => TransportKind.Epoll;
+
+    private Task<TestServer> StartAsync(ServerOptions? options = null) => TestServer.StartAsync((options ?? new ServerOptions()) with { Transport = Transport });
+
     [Fact]
     public async Task Peers_that_reset_mid_request_and_mid_reply_leave_nothing_behind()
     {
-        await using TestServer server = await TestServer.StartAsync();
+        await using TestServer server = await StartAsync();
         byte[] pipeline = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("ECHO " + new string('r', 200) + "\n", 5000)));
         for (int i = 0; i < 20; i++)
         {
@@ -48,7 +54,7 @@ public class FaultTests
     [Fact]
     public async Task A_peer_that_vanishes_without_a_word_is_counted_out()
     {
-        await using TestServer server = await TestServer.StartAsync();
+        await using TestServer server = await StartAsync();
         var sockets = new List<Socket>();
         for (int i = 0; i < 50; i++)
         {
@@ -66,4 +72,10 @@ public class FaultTests
         await server.WaitForAllClosedAsync(accepted: 50);
         Assert.Empty(server.Warnings);
     }
+}
+
+/// <summary>The same tests on Kestrel's socket transport (<c>--transport sockets</c>).</summary>
+public sealed class FaultTestsOnKestrelSockets : FaultTests
+{
+    protected override TransportKind Transport => TransportKind.Sockets;
 }

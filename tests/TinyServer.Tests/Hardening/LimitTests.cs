@@ -7,10 +7,15 @@ namespace TinyServer.Tests.Hardening;
 /// <summary>Connection limit and idle timeout over real sockets, each at the limit, one below and one above.</summary>
 public class LimitTests
 {
+    /// <summary>The transport these tests run on; <see cref="LimitTestsOnKestrelSockets"/> runs them all again on Kestrel's.</summary>
+    protected virtual TransportKind Transport => TransportKind.Epoll;
+
+    private Task<TestServer> StartAsync(ServerOptions? options = null) => TestServer.StartAsync((options ?? new ServerOptions()) with { Transport = Transport });
+
     [Fact]
     public async Task The_eleventh_client_of_ten_is_told_and_closed_while_the_ten_are_served()
     {
-        await using TestServer server = await TestServer.StartAsync(new ServerOptions { MaxConnections = 10 });
+        await using TestServer server = await StartAsync(new ServerOptions { MaxConnections = 10 });
         var clients = new List<RawConnection>();
         try
         {
@@ -49,7 +54,7 @@ public class LimitTests
     [Fact]
     public async Task A_peer_that_trickles_bytes_without_a_newline_is_cut_off_by_the_idle_timeout()
     {
-        await using TestServer server = await TestServer.StartAsync(new ServerOptions { IdleTimeoutSeconds = 2 });
+        await using TestServer server = await StartAsync(new ServerOptions { IdleTimeoutSeconds = 2 });
         await using RawConnection trickler = await RawConnection.OpenAsync(server.EndPoint);
         var started = System.Diagnostics.Stopwatch.StartNew();
         Task<List<string>> lines = trickler.ReadLinesToEndAsync();
@@ -74,7 +79,7 @@ public class LimitTests
     [Fact]
     public async Task A_complete_line_within_the_idle_timeout_restarts_the_clock()
     {
-        await using TestServer server = await TestServer.StartAsync(new ServerOptions { IdleTimeoutSeconds = 2 });
+        await using TestServer server = await StartAsync(new ServerOptions { IdleTimeoutSeconds = 2 });
         await using RawConnection client = await RawConnection.OpenAsync(server.EndPoint);
         var started = System.Diagnostics.Stopwatch.StartNew();
         for (int i = 0; i < 5; i++)
@@ -91,7 +96,7 @@ public class LimitTests
     [Fact]
     public async Task An_idle_timeout_of_zero_never_expires()
     {
-        await using TestServer server = await TestServer.StartAsync(new ServerOptions { IdleTimeoutSeconds = 0 });
+        await using TestServer server = await StartAsync(new ServerOptions { IdleTimeoutSeconds = 0 });
         await using RawConnection client = await RawConnection.OpenAsync(server.EndPoint);
         await Task.Delay(TimeSpan.FromSeconds(2.5)); // Two heartbeats and more.
         await client.SendAsync("ECHO still here\n");
@@ -106,4 +111,10 @@ public class LimitTests
             await Task.Delay(20, deadline.Token);
         }
     }
+}
+
+/// <summary>The same tests on Kestrel's socket transport (<c>--transport sockets</c>).</summary>
+public sealed class LimitTestsOnKestrelSockets : LimitTests
+{
+    protected override TransportKind Transport => TransportKind.Sockets;
 }

@@ -11,10 +11,15 @@ namespace TinyServer.Tests.Hardening;
 /// </summary>
 public class LingerTests
 {
+    /// <summary>The transport these tests run on; <see cref="LingerTestsOnKestrelSockets"/> runs them all again on Kestrel's.</summary>
+    protected virtual TransportKind Transport => TransportKind.Epoll;
+
+    private Task<TestServer> StartAsync(ServerOptions? options = null) => TestServer.StartAsync((options ?? new ServerOptions()) with { Transport = Transport });
+
     [Fact]
     public async Task Replies_queued_behind_a_slow_reader_survive_a_QUIT_followed_by_more_data()
     {
-        await using TestServer server = await TestServer.StartAsync();
+        await using TestServer server = await StartAsync();
         for (int run = 0; run < 3; run++)
         {
             using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 4096 };
@@ -46,7 +51,7 @@ public class LingerTests
     [Fact]
     public async Task A_client_that_keeps_sending_after_QUIT_is_closed_by_the_linger_timeout()
     {
-        await using TestServer server = await TestServer.StartAsync(new ServerOptions { LingerTimeoutSeconds = 1 });
+        await using TestServer server = await StartAsync(new ServerOptions { LingerTimeoutSeconds = 1 });
         await using RawConnection client = await RawConnection.OpenAsync(server.EndPoint);
         await client.SendAsync("QUIT\n");
         Assert.Equal("BYE", await client.ReadLineAsync());
@@ -75,7 +80,7 @@ public class LingerTests
     [InlineData(2)]
     public async Task A_client_that_stops_sending_is_closed_at_once(int lingerSeconds)
     {
-        await using TestServer server = await TestServer.StartAsync(new ServerOptions { LingerTimeoutSeconds = lingerSeconds });
+        await using TestServer server = await StartAsync(new ServerOptions { LingerTimeoutSeconds = lingerSeconds });
         await using RawConnection client = await RawConnection.OpenAsync(server.EndPoint);
         var closing = Stopwatch.StartNew();
         await client.SendAsync("QUIT\n");
@@ -107,4 +112,10 @@ public class LingerTests
             received.AddRange(buffer.AsSpan(0, n));
         }
     }
+}
+
+/// <summary>The same tests on Kestrel's socket transport (<c>--transport sockets</c>).</summary>
+public sealed class LingerTestsOnKestrelSockets : LingerTests
+{
+    protected override TransportKind Transport => TransportKind.Sockets;
 }

@@ -15,6 +15,8 @@ public class OptionBoundaryTests
     [InlineData("--shutdown-timeout", 0, 3600)]
     [InlineData("--proxy-header-timeout", 3, 60)]
     [InlineData("--max-connections-per-address", 0, 1_000_000)]
+    [InlineData("--io-threads", 0, 1024)]
+    [InlineData("--io-queues", 0, 64)]
     public void Each_limit_is_accepted_at_its_bounds_and_refused_beyond(string option, int min, int max)
     {
         foreach (int value in new[] { min, min + 1, max - 1, max })
@@ -72,11 +74,32 @@ public class OptionBoundaryTests
     }
 
     [Fact]
+    public void The_transport_options_parse_and_refuse_bad_values()
+    {
+        ServerOptions options = ServerOptionsLoader.Load(
+            ["--transport", "sockets", "--io-threads", "3", "--inline-io", "false", "--io-queues", "0", "--wait-for-data", "False"],
+            new Dictionary<string, string>(),
+            settingsFile: null)!;
+        Assert.Equal((TransportKind.Sockets, 3, false, 0, false), (options.Transport, options.IoThreads, options.InlineIo, options.IoQueues, options.WaitForData));
+        Assert.Equal(TransportKind.Epoll, ServerOptionsLoader.Load(["--transport", "epoll"], new Dictionary<string, string>(), settingsFile: null)!.Transport);
+        Assert.Equal(TransportKind.Epoll, new ServerOptions().Transport); // Linux: the documented default.
+        Assert.Equal(Math.Max(1, Environment.ProcessorCount / 2), new ServerOptions().EffectiveIoThreads);
+        Assert.Equal(5, new ServerOptions { IoThreads = 5 }.EffectiveIoThreads);
+
+        foreach ((string option, string value) in new[] { ("--transport", "iouring"), ("--transport", "Epoll "), ("--inline-io", "yes"), ("--wait-for-data", "1"), ("--io-threads", "-1") })
+        {
+            OptionsException error = Assert.Throws<OptionsException>(() => ServerOptionsLoader.Load([option, value], new Dictionary<string, string>(), settingsFile: null));
+            Assert.Contains(option, error.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public void The_defaults_are_the_documented_ones()
     {
         ServerOptions options = ServerOptionsLoader.Load([], new Dictionary<string, string>(), settingsFile: null)!;
         Assert.Equal((40000, 16384, 10_000, 300, 32768, 32768, 2, 5), (options.Port, options.MaxLineLength, options.MaxConnections, options.IdleTimeoutSeconds, options.MaxReadBuffer, options.MaxWriteBuffer, options.LingerTimeoutSeconds, options.ShutdownTimeoutSeconds));
         Assert.Equal((false, 0, 5, 0), (options.ProxyProtocol, options.TrustedProxies.Count, options.ProxyHeaderTimeoutSeconds, options.MaxConnectionsPerAddress));
+        Assert.Equal((TransportKind.Epoll, 0, true, Math.Min(Environment.ProcessorCount, 16), true), (options.Transport, options.IoThreads, options.InlineIo, options.IoQueues, options.WaitForData));
     }
 
     private static ServerOptions? Load(string option, int value) =>

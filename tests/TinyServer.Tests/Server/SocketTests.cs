@@ -8,13 +8,18 @@ namespace TinyServer.Tests.Server;
 /// <summary>The real server over loopback sockets. Every read is bounded by <see cref="Timeouts.Read"/>.</summary>
 public partial class SocketTests
 {
+    /// <summary>The transport these tests run on; <see cref="SocketTestsOnKestrelSockets"/> runs them all again on Kestrel's.</summary>
+    protected virtual TransportKind Transport => TransportKind.Epoll;
+
+    private Task<TestServer> StartAsync(ServerOptions? options = null) => TestServer.StartAsync((options ?? new ServerOptions()) with { Transport = Transport });
+
     [GeneratedRegex(@"^TIME \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$")]
     private static partial Regex TimeReply();
 
     [Fact]
     public async Task The_original_sessions()
     {
-        await using TestServer server = await TestServer.StartAsync();
+        await using TestServer server = await StartAsync();
         await using (RawConnection first = await RawConnection.OpenAsync(server.EndPoint))
         {
             await first.SendAsync("TIME\n");
@@ -35,7 +40,7 @@ public partial class SocketTests
     [Fact]
     public async Task A_thousand_pipelined_requests_in_one_write_are_answered_in_order()
     {
-        await using TestServer server = await TestServer.StartAsync();
+        await using TestServer server = await StartAsync();
         await using RawConnection connection = await RawConnection.OpenAsync(server.EndPoint);
         var requests = new StringBuilder();
         for (int i = 0; i < 1000; i++)
@@ -60,7 +65,7 @@ public partial class SocketTests
     [Fact]
     public async Task Byte_by_byte_writes_give_the_same_replies()
     {
-        await using TestServer server = await TestServer.StartAsync();
+        await using TestServer server = await StartAsync();
         await using RawConnection connection = await RawConnection.OpenAsync(server.EndPoint);
         await connection.SendByteByByteAsync(Encoding.UTF8.GetBytes("ECHO one byte at a time\r\nTIME\nHELP x\nQUIT\n"));
         Assert.Equal(
@@ -71,7 +76,7 @@ public partial class SocketTests
     [Fact]
     public async Task Lines_after_QUIT_are_ignored()
     {
-        await using TestServer server = await TestServer.StartAsync();
+        await using TestServer server = await StartAsync();
         await using RawConnection connection = await RawConnection.OpenAsync(server.EndPoint);
         await connection.SendAsync("ECHO before\nQUIT\nECHO after\nTIME\n");
         Assert.Equal(["ECHO before", "BYE"], await connection.ReadLinesToEndAsync());
@@ -80,7 +85,7 @@ public partial class SocketTests
     [Fact]
     public async Task After_half_close_every_line_is_answered_then_the_server_closes()
     {
-        await using TestServer server = await TestServer.StartAsync();
+        await using TestServer server = await StartAsync();
         await using RawConnection connection = await RawConnection.OpenAsync(server.EndPoint);
         await connection.SendAsync("ECHO first\nHELP\nECHO last line without LF");
         connection.ShutdownSend();
@@ -92,7 +97,7 @@ public partial class SocketTests
     [Fact]
     public async Task Two_hundred_concurrent_clients_each_get_their_own_replies()
     {
-        await using TestServer server = await TestServer.StartAsync();
+        await using TestServer server = await StartAsync();
         RawConnection[] clients = await Task.WhenAll(Enumerable.Range(0, 200).Select(_ => RawConnection.OpenAsync(server.EndPoint)));
         try
         {
@@ -124,7 +129,7 @@ public partial class SocketTests
     [InlineData(32)]
     public async Task Lines_up_to_the_configured_maximum_are_answered(int length)
     {
-        await using TestServer server = await TestServer.StartAsync(new ServerOptions { MaxLineLength = 32 });
+        await using TestServer server = await StartAsync(new ServerOptions { MaxLineLength = 32 });
         await using RawConnection connection = await RawConnection.OpenAsync(server.EndPoint);
         string line = "ECHO " + new string('y', length - 5);
         await connection.SendAsync(line + "\r\n" + line + "\n");
@@ -135,7 +140,7 @@ public partial class SocketTests
     [Fact]
     public async Task A_line_one_over_the_configured_maximum_is_refused_and_the_connection_closed()
     {
-        await using TestServer server = await TestServer.StartAsync(new ServerOptions { MaxLineLength = 32 });
+        await using TestServer server = await StartAsync(new ServerOptions { MaxLineLength = 32 });
         await using RawConnection connection = await RawConnection.OpenAsync(server.EndPoint);
         await connection.SendAsync("TIME\nECHO " + new string('y', 28) + "\nTIME\n");
         Assert.Matches(TimeReply(), await connection.ReadLineAsync());
@@ -145,7 +150,7 @@ public partial class SocketTests
     [Fact]
     public async Task The_default_maximum_holds_a_16_KiB_line_and_refuses_a_longer_one()
     {
-        await using TestServer server = await TestServer.StartAsync();
+        await using TestServer server = await StartAsync();
         await using RawConnection connection = await RawConnection.OpenAsync(server.EndPoint);
         string longest = "ECHO " + new string('z', 16 * 1024 - 5);
         await connection.SendAsync(longest + "\n");
@@ -158,7 +163,7 @@ public partial class SocketTests
     public async Task The_largest_configurable_line_fits_through_the_input_pipe()
     {
         int max = ServerOptions.MaxLineLengthLimit;
-        await using TestServer server = await TestServer.StartAsync(new ServerOptions { MaxLineLength = max });
+        await using TestServer server = await StartAsync(new ServerOptions { MaxLineLength = max });
         await using RawConnection connection = await RawConnection.OpenAsync(server.EndPoint);
         string longest = "ECHO " + new string('m', max - 5);
         Task send = connection.SendAsync(longest + "\r\n");
@@ -171,10 +176,16 @@ public partial class SocketTests
     [Fact]
     public async Task A_megabyte_without_a_newline_gets_the_error_line_before_the_close()
     {
-        await using TestServer server = await TestServer.StartAsync();
+        await using TestServer server = await StartAsync();
         await using RawConnection connection = await RawConnection.OpenAsync(server.EndPoint);
         Task send = connection.SendAsync(Enumerable.Repeat((byte)'a', 1024 * 1024).ToArray());
         Assert.Equal(["ERROR LINE_TOO_LONG"], await connection.ReadLinesToEndAsync());
         await send.ContinueWith(_ => { }, TaskScheduler.Default); // Whether the rest fit in socket buffers or was reset does not matter.
     }
+}
+
+/// <summary>The same tests on Kestrel's socket transport (<c>--transport sockets</c>).</summary>
+public sealed class SocketTestsOnKestrelSockets : SocketTests
+{
+    protected override TransportKind Transport => TransportKind.Sockets;
 }
