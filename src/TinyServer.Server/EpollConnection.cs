@@ -22,10 +22,10 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
     private const int BlockSize = 4096;
     private static long s_lastToken;
 
-    private readonly Lock _lock = new();
     private readonly SocketReader _reader;
     private readonly SocketWriter _writer;
     private IDuplexPipe? _transport;
+    private EndPoint? _localEndPoint;
     private string? _connectionId;
     private IDictionary<object, object?>? _items;
     private bool _closed;
@@ -33,7 +33,6 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
     public EpollConnection(Socket socket, int maxReadBuffer)
     {
         Socket = socket;
-        LocalEndPoint = socket.LocalEndPoint;
         RemoteEndPoint = socket.RemoteEndPoint;
         _reader = new SocketReader(this, maxReadBuffer);
         _writer = new SocketWriter(this);
@@ -70,7 +69,23 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
         set => _items = value;
     }
 
-    public override EndPoint? LocalEndPoint { get; set; }
+    /// <summary>Looked up when asked for (rarely): one object less per connection.</summary>
+    public override EndPoint? LocalEndPoint
+    {
+        get
+        {
+            try
+            {
+                return _localEndPoint ??= Socket.LocalEndPoint;
+            }
+            catch (ObjectDisposedException)
+            {
+                return null; // Asked for after the close.
+            }
+        }
+
+        set => _localEndPoint = value;
+    }
 
     public override EndPoint? RemoteEndPoint { get; set; }
 
@@ -101,7 +116,7 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
 
     private void Close(Exception? reason)
     {
-        lock (_lock)
+        lock (_reader)
         {
             if (_closed)
             {
@@ -154,7 +169,7 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
         private bool _completed;
         private CancellationTokenRegistration _cancellation;
 
-        private Lock Gate => connection._lock;
+        private object Gate => connection._reader; // One monitor per connection, allocated only if contended.
 
         public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
         {
@@ -425,7 +440,7 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
         private bool _cancelNext;
         private bool _waiting;
 
-        private Lock Gate => connection._lock;
+        private object Gate => connection._reader; // One monitor per connection, allocated only if contended.
 
         public override bool CanGetUnflushedBytes => true;
 
