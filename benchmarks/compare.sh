@@ -23,12 +23,14 @@
 #   EXTRAS=1                   0 skips the memory and startup measurements
 #   HOLD=10000                 idle connections held for the memory measurement
 #   STARTUP_RUNS=5             starts of each server for the startup measurement
+#   BUILD=aot                  aot: the server as deployed, published with Native AOT (dotnet publish -p:PublishAot=true,
+#                              about 2 minutes); jit: the plain Release build that `dotnet run` uses
 #   SERVER_DIR=""              a TinyServer build output folder to measure instead of building src/TinyServer.Server
 #                              (e.g. another branch's bin/Release/net10.0)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-for name in CONNS PIPELINES MODES LOADGENS SKIP SERVER_ENV SERVER_DIR; do
+for name in CONNS PIPELINES MODES LOADGENS SKIP SERVER_ENV SERVER_DIR BUILD; do
     [[ -n ${!name:-} ]] && export "${name}_SET=1"
 done
 DURATION=${DURATION:-5}
@@ -43,6 +45,8 @@ EXTRAS=${EXTRAS:-1}
 HOLD=${HOLD:-10000}
 STARTUP_RUNS=${STARTUP_RUNS:-5}
 SERVER_DIR=${SERVER_DIR:-""}
+BUILD=${BUILD:-aot}
+[[ $BUILD == aot || $BUILD == jit ]] || { echo "[compare] error: BUILD must be aot or jit" >&2; exit 1; }
 read -ra SERVER_ENV_ARGS <<<"$SERVER_ENV" # NAME=VALUE words, for env
 RUN_LIMIT=$((DURATION + 90)) # a run's hard limit: the measurement plus connecting, starting and reporting
 
@@ -211,7 +215,13 @@ print(f"{statistics.median(times):.0f} {min(times):.0f} {max(times):.0f}")
 EOF
 
 # ---------------------------------------------------------------- build
-if [[ -z $SERVER_DIR ]]; then
+if [[ -z $SERVER_DIR && $BUILD == aot ]]; then
+    say "publishing the server with Native AOT (src/TinyServer.Server; about 2 minutes)"
+    dotnet publish -c Release -r "linux-$(dotnet --info | awk '/RID:/ { split($2, r, "-"); print r[2]; exit }')" -p:PublishAot=true \
+        --nologo -v quiet -o "$tmp/published" src/TinyServer.Server/TinyServer.Server.csproj >"$tmp/build.log" 2>&1 \
+        || { tail -30 "$tmp/build.log" >&2; die "publish failed"; }
+    SERVER_DIR=$tmp/published
+elif [[ -z $SERVER_DIR ]]; then
     say "building Release (src/TinyServer.Server, src/TinyServer.LoadGen)"
     dotnet build -c Release --nologo -v quiet src/TinyServer.Server/TinyServer.Server.csproj >"$tmp/build.log" 2>&1 \
         || { tail -30 "$tmp/build.log" >&2; die "build failed"; }
@@ -429,7 +439,7 @@ RUNTIME=$(dotnet --list-runtimes | awk '/Microsoft.NETCore.App/ { v = $2 } END {
 REDIS_VERSION=$(redis-server --version | grep -oE 'v=[0-9.]+' | cut -d= -f2)
 CPU_MODEL=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 NOTES_TEXT=$(printf '%s\n' "${NOTES[@]+"${NOTES[@]}"}")
-export RUNS MEMORY STARTUP OUT DURATION CONNS PIPELINES MODES LOADGENS SKIP SERVER_ENV SERVER_DIR RUNTIME REDIS_VERSION CPU_MODEL NCPU LOAD_BEFORE LOAD_AFTER NOTES_TEXT \
+export BUILD RUNS MEMORY STARTUP OUT DURATION CONNS PIPELINES MODES LOADGENS SKIP SERVER_ENV SERVER_DIR RUNTIME REDIS_VERSION CPU_MODEL NCPU LOAD_BEFORE LOAD_AFTER NOTES_TEXT \
     HOLD STARTUP_RUNS TS_RSS_AFTER_LOAD RD_RSS_AFTER_LOAD CLG
 python3 - <<'EOF'
 import os, math, platform, time
@@ -472,7 +482,7 @@ md.append(f"Written by `benchmarks/compare.sh` on {time.strftime('%Y-%m-%d %H:%M
 md.append("")
 md.append(f"- Machine: {E['CPU_MODEL']}, {E['NCPU']} CPUs, Linux {platform.release()}; "
           f"load average {E['LOAD_BEFORE']} before, {E['LOAD_AFTER']} after (other work shares this machine).")
-md.append(f"- TinyServer: Release build{' from `' + E['SERVER_DIR'] + '`' if E.get('SERVER_DIR_SET') else ''} on .NET {E['RUNTIME']}, `--port 0 --bind 127.0.0.1 --max-connections 20000`"
+md.append(f"- TinyServer: {'Release build from `' + E['SERVER_DIR'] + '`' if E.get('SERVER_DIR_SET') else ('Native AOT publish' if E['BUILD'] == 'aot' else 'Release build (JIT)')} on .NET {E['RUNTIME']}, `--port 0 --bind 127.0.0.1 --max-connections 20000`"
           + (f", environment `{E['SERVER_ENV']}`" if E['SERVER_ENV'] else "") + ".")
 md.append(f"- Redis {E['REDIS_VERSION']}: `redis-server --save '' --appendonly no --protected-mode yes --bind 127.0.0.1 "
           "--port P --daemonize no --maxclients 19000`.")
