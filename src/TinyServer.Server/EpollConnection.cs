@@ -183,11 +183,12 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
 
                 _waiting = true;
                 _source.Reset();
-            }
-
-            if (cancellationToken.CanBeCanceled)
-            {
-                _cancellation = cancellationToken.UnsafeRegister(static (state, token) => ((SocketReader)state!).OnTokenCanceled(token), this);
+                if (cancellationToken.CanBeCanceled)
+                {
+                    // Under the lock, so that a completion on another thread sees it to dispose it. A token canceled
+                    // meanwhile runs the callback right here (the monitor is reentrant) and fails the read.
+                    _cancellation = cancellationToken.UnsafeRegister(static (state, token) => ((SocketReader)state!).OnTokenCanceled(token), this);
+                }
             }
 
             return new ValueTask<ReadResult>(this, _source.Version);
