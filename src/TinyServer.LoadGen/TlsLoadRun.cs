@@ -290,7 +290,7 @@ internal sealed class TlsLoadRun
                 filled -= consumed;
             }
         }
-        catch (OperationCanceledException) when (over.IsCancellationRequested)
+        catch (Exception e) when (over.IsCancellationRequested && e is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
         {
             return _options.Requests is null; // -d: the run is over. -n: --timeout struck with requests left.
         }
@@ -337,7 +337,14 @@ internal sealed class TlsLoadRun
             long next = Math.Min(now + Clock.FromSeconds(ProgressInterval.TotalSeconds), measuring ? _issueEnd : _measureStart);
             Task finished = await Task.WhenAny(load, Task.Delay(TimeSpan.FromSeconds(Math.Max(0, Clock.ToSeconds(next - now)))));
             now = Clock.Now;
-            bool over = finished == load || now >= _issueEnd;
+            bool over = finished == load || now + Clock.FromSeconds(0.002) >= _issueEnd; // A timer may wake a little early.
+            if (over)
+            {
+                // The drivers stop at _issueEnd (or have finished): wait for their last replies before the last line.
+                await load.WaitAsync(TimeSpan.FromSeconds(_options.ReplyTimeoutSeconds + 5));
+                now = Clock.Now;
+            }
+
             lock (_lock)
             {
                 bool warmup = !measuring;
@@ -356,7 +363,6 @@ internal sealed class TlsLoadRun
             lastPrint = now;
             if (over)
             {
-                await load.WaitAsync(TimeSpan.FromSeconds(_options.ReplyTimeoutSeconds + 5)); // The drivers end at _issueEnd.
                 return;
             }
         }
