@@ -17,11 +17,13 @@ public sealed class TlsTests
     };
 
     [Theory]
-    [InlineData(SslProtocols.Tls12)]
-    [InlineData(SslProtocols.Tls13)]
-    public async Task The_protocol_over_tls_is_the_same_as_over_tcp(SslProtocols protocol)
+    [InlineData(SslProtocols.Tls12, TransportKind.Epoll)]
+    [InlineData(SslProtocols.Tls13, TransportKind.Epoll)]
+    [InlineData(SslProtocols.Tls12, TransportKind.Sockets)]
+    [InlineData(SslProtocols.Tls13, TransportKind.Sockets)]
+    public async Task The_protocol_over_tls_is_the_same_as_over_tcp(SslProtocols protocol, TransportKind transport)
     {
-        await using TestServer server = await TestServer.StartAsync(Tls());
+        await using TestServer server = await TestServer.StartAsync(Tls() with { Transport = transport });
         await using RawConnection client = await RawConnection.ConnectTlsAsync(server.TlsEndPoint!, protocol, TestCertificate.Instance.Certificate);
 
         Assert.Equal(protocol, client.TlsProtocol);

@@ -8,11 +8,13 @@ namespace TinyServer.Tests.Endpoints;
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed class UnixSocketTests
 {
-    [Fact]
-    public async Task The_protocol_over_a_unix_socket_is_the_same_as_over_tcp()
+    [Theory]
+    [InlineData(TransportKind.Epoll)]
+    [InlineData(TransportKind.Sockets)]
+    public async Task The_protocol_over_a_unix_socket_is_the_same_as_over_tcp(TransportKind transport)
     {
         string path = TempSocket.NewPath();
-        await using TestServer server = await TestServer.StartAsync(new ServerOptions { UnixSocketPath = path });
+        await using TestServer server = await TestServer.StartAsync(new ServerOptions { UnixSocketPath = path, Transport = transport });
         await using RawConnection client = await RawConnection.ConnectUnixAsync(path);
 
         Assert.Equal("WELCOME, I'm TinyServer not pressure", await client.ReadLineAsync());
