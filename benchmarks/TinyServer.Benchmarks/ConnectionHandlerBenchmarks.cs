@@ -1,8 +1,10 @@
 using System.Buffers;
+using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using System.Text;
 using BenchmarkDotNet.Attributes;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using TinyServer.Protocol;
 using TinyServer.Server;
@@ -31,6 +33,7 @@ public class ConnectionHandlerBenchmarks
     private Task _handler = Task.CompletedTask;
     private byte[] _requests = [];
     private long _replyBytes;
+    private ServiceProvider? _services;
 
     /// <summary><c>Echo</c>: 16 × <c>ECHO hello</c>. <c>Mixed</c>: TIME, ECHO hello, HELP and PING (unknown), 4 of each.</summary>
     [Params("Echo", "Mixed")]
@@ -48,7 +51,10 @@ public class ConnectionHandlerBenchmarks
         _fromServer = new Pipe(InlinePipe);
         var connection = new DefaultConnectionContext("bench", new DuplexPipe(_toServer.Reader, _fromServer.Writer), new DuplexPipe(_fromServer.Reader, _toServer.Writer));
         var options = new ServerOptions();
-        var handler = new LineConnectionHandler(options, TimeProvider.System, new ConnectionTracker(options), NullLogger<LineConnectionHandler>.Instance);
+        var tracker = new ConnectionTracker(options);
+        _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var metrics = new ServerMetrics(_services.GetRequiredService<IMeterFactory>(), tracker);
+        var handler = new LineConnectionHandler(options, TimeProvider.System, tracker, metrics, NullLogger<LineConnectionHandler>.Instance);
         _handler = handler.OnConnectedAsync(connection);
 
         string banner = ReadText(Wire.Banner.Length);
@@ -86,6 +92,7 @@ public class ConnectionHandlerBenchmarks
         }
 
         _fromServer.Reader.Complete();
+        _services?.Dispose();
     }
 
     /// <summary>16 requests in one read and their 16 replies; reported per request.</summary>

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 
 namespace TinyServer.Protocol;
 
@@ -36,6 +37,21 @@ public sealed class ServerSession(TimeProvider time, int maxLineLength = Wire.De
     /// <summary>Requests answered so far.</summary>
     public long Requests { get; private set; }
 
+    // Metrics: plain per-connection counts, read by the host once per read (never shared between threads).
+    private CommandCounts _commandCounts;
+
+    /// <summary>Requests answered so far that <see cref="Commands.Parse"/> classified as <paramref name="command"/>.</summary>
+    public long Answered(Command command) => _commandCounts[(int)command];
+
+    /// <summary>Lines refused with <c>ERROR LINE_TOO_LONG</c> (0 or 1: the session closes after one).</summary>
+    public long LinesTooLong { get; private set; }
+
+    /// <summary>Input bytes consumed so far (what <see cref="Process"/> reported as consumed, summed).</summary>
+    public long BytesIn { get; private set; }
+
+    /// <summary>Reply bytes written so far by <see cref="Process"/>.</summary>
+    public long BytesOut { get; private set; }
+
     /// <summary>
     /// Answers the complete lines in <paramref name="input"/>, in order, until the input is exhausted, the
     /// session closes, or the replies written reach <paramref name="outputBudget"/> bytes.
@@ -55,6 +71,7 @@ public sealed class ServerSession(TimeProvider time, int maxLineLength = Wire.De
             if (written >= outputBudget)
             {
                 consumed = reader.Position;
+                Tally(reader.Consumed, written);
                 return SessionStatus.OutputFull;
             }
 
@@ -66,17 +83,21 @@ public sealed class ServerSession(TimeProvider time, int maxLineLength = Wire.De
                     if (CloseReason == CloseReason.Quit)
                     {
                         consumed = input.End; // Lines after QUIT are ignored.
+                        Tally(input.Length, written);
                         return SessionStatus.Closed;
                     }
 
                     break;
                 case LineStatus.LineTooLong:
-                    Responses.WriteError(output, ErrorCode.LineTooLong);
+                    written += Responses.WriteError(output, ErrorCode.LineTooLong);
                     CloseReason = CloseReason.LineTooLong;
+                    LinesTooLong++;
                     consumed = input.End;
+                    Tally(input.Length, written);
                     return SessionStatus.Closed;
                 default:
                     consumed = reader.Position;
+                    Tally(reader.Consumed, written);
                     if (isFinalBlock)
                     {
                         CloseReason = CloseReason.EndOfInput;
@@ -92,9 +113,17 @@ public sealed class ServerSession(TimeProvider time, int maxLineLength = Wire.De
     public SessionStatus Process(ReadOnlySequence<byte> input, bool isFinalBlock, IBufferWriter<byte> output, out SequencePosition consumed) =>
         Process(input, isFinalBlock, output, int.MaxValue, out consumed);
 
+    private void Tally(long bytesIn, int bytesOut)
+    {
+        BytesIn += bytesIn;
+        BytesOut += bytesOut;
+    }
+
     private int Answer(ReadOnlySpan<byte> line, IBufferWriter<byte> output)
     {
-        switch (Commands.Parse(line, out ReadOnlySpan<byte> text))
+        Command command = Commands.Parse(line, out ReadOnlySpan<byte> text);
+        _commandCounts[(int)command]++;
+        switch (command)
         {
             case Command.Time:
                 return Responses.WriteTime(output, _time.Now(time));
@@ -113,6 +142,13 @@ public sealed class ServerSession(TimeProvider time, int maxLineLength = Wire.De
     }
 
     public void Dispose() => _decoder.Dispose();
+
+    /// <summary>One count per <see cref="Command"/> value, inside the session object (no array to allocate).</summary>
+    [InlineArray((int)Command.Quit + 1)]
+    private struct CommandCounts
+    {
+        private long _first;
+    }
 }
 
 /// <summary>Why a <see cref="ServerSession"/> asked to close its connection.</summary>

@@ -76,12 +76,19 @@ public sealed class ConnectionTracker(ServerOptions options)
     /// Admits a connection unless <see cref="ServerOptions.MaxConnections"/> are being served, or
     /// <see cref="ServerOptions.MaxConnectionsPerAddress"/> from <paramref name="address"/> (see <see cref="AddressKey"/>).
     /// </summary>
-    public bool TryAdmit(IPAddress? address = null)
+    public bool TryAdmit(IPAddress? address = null) => TryAdmit(address, out _);
+
+    /// <inheritdoc cref="TryAdmit(IPAddress?)"/>
+    /// <param name="address">See <see cref="AddressKey"/>.</param>
+    /// <param name="rejection">When refused, which limit: one of <see cref="RejectionReasons"/>.</param>
+    public bool TryAdmit(IPAddress? address, out string? rejection)
     {
+        rejection = null;
         if (Interlocked.Increment(ref _active) > options.MaxConnections)
         {
             Interlocked.Decrement(ref _active);
             Interlocked.Increment(ref _rejected);
+            rejection = RejectionReasons.MaxConnections;
             return false;
         }
 
@@ -95,6 +102,7 @@ public sealed class ConnectionTracker(ServerOptions options)
                     Interlocked.Decrement(ref _active);
                     Interlocked.Increment(ref _rejected);
                     Interlocked.Increment(ref _rejectedPerAddress);
+                    rejection = RejectionReasons.MaxConnectionsPerAddress;
                     return false;
                 }
 

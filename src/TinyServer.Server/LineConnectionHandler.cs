@@ -13,7 +13,7 @@ namespace TinyServer.Server;
 /// timeout (on Kestrel's one-second heartbeat, no timer per connection), an output budget per read so that a
 /// peer that does not read stalls only itself, and a graceful drain on shutdown.
 /// </summary>
-public sealed class LineConnectionHandler(ServerOptions options, TimeProvider time, ConnectionTracker tracker, ILogger<LineConnectionHandler> logger) : ConnectionHandler
+public sealed class LineConnectionHandler(ServerOptions options, TimeProvider time, ConnectionTracker tracker, ServerMetrics metrics, ILogger<LineConnectionHandler> logger) : ConnectionHandler
 {
     /// <summary>While lingering before a close, a pause in the client's input this long ends the wait.</summary>
     public static readonly TimeSpan QuietPeriod = TimeSpan.FromMilliseconds(100);
@@ -22,13 +22,16 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
     {
         // After the PROXY header, when there is one: the limits count the original client's address.
         IPAddress? address = tracker.AddressKey(connection.RemoteEndPoint);
-        return tracker.TryAdmit(address) ? ServeAsync(connection, address) : RejectAsync(connection);
+        return tracker.TryAdmit(address, out string? rejection) ? ServeAsync(connection, address) : RejectAsync(connection, rejection!);
     }
 
     /// <summary>Over a connection limit: Kestrel's own limit would close silently, so tell the client why.</summary>
-    private async Task RejectAsync(ConnectionContext connection)
+    private async Task RejectAsync(ConnectionContext connection, string rejection)
     {
         Responses.WriteError(connection.Transport.Output, ErrorCode.TooManyConnections);
+        metrics.Rejected(rejection);
+        metrics.ErrorSent(ErrorCode.TooManyConnections);
+        Log.ConnectionRejected(logger, connection.ConnectionId, connection.RemoteEndPoint, rejection);
         try
         {
             if (!(await connection.Transport.Output.FlushAsync()).IsCompleted)
@@ -60,13 +63,16 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
             .ConnectionClosedRequested.Register(static state => ((Watch)state!).OnShutdown(), watch) ?? default;
         string reason = "";
         bool graceful = false;
+        var published = default(ServerMetrics.Published);
         try
         {
             Responses.WriteBanner(output);
+            metrics.BannerSent();
             bool open = !(await output.FlushAsync()).IsCompleted;
             while (open)
             {
                 ReadResult result = await input.ReadAsync();
+                long started = metrics.BatchStarted();
                 ReadOnlySequence<byte> buffer = result.Buffer;
                 long answered = session.Requests;
                 SessionStatus status = SessionStatus.Closed;
@@ -89,6 +95,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
                 if (status != SessionStatus.Closed && result.IsCanceled && watch.Ending is { } ending)
                 {
                     Responses.WriteError(output, ending);
+                    metrics.ErrorSent(ending);
                     status = SessionStatus.Closed;
                     reason = ending == ErrorCode.ShuttingDown ? "shutting down" : "idle timeout";
                 }
@@ -96,6 +103,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
                 watch.Flushing = true;
                 FlushResult flushed = await output.FlushAsync();
                 watch.Flushing = false;
+                metrics.OnBatch(session, ref published, started);
                 if (flushed.IsCanceled)
                 {
                     // The idle timeout struck while the peer was not reading its replies: nothing more can reach it.
@@ -119,6 +127,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         }
         finally
         {
+            metrics.OnBatch(session, ref published, 0); // Before leaving: once a connection is gone, its counts are in.
             tracker.Leave(address);
             if (watch.Ending == ErrorCode.ShuttingDown)
             {

@@ -7,6 +7,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Listening on {EndPoint}")]
     public static partial void Listening(ILogger logger, string endPoint);
 
+    [LoggerMessage(EventId = 7, Level = LogLevel.Information, Message = "Prometheus metrics on {Url}")]
+    public static partial void PrometheusListening(ILogger logger, string url);
+
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "TinyServer ready: max line length {MaxLineLength} bytes")]
     public static partial void Ready(ILogger logger, int maxLineLength);
 
@@ -15,6 +18,9 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 11, Level = LogLevel.Debug, Message = "Connection {ConnectionId} from {Remote} closed: {Reason}, {Requests} requests")]
     public static partial void ConnectionClosed(ILogger logger, string connectionId, EndPoint? remote, string reason, long requests);
+
+    [LoggerMessage(EventId = 14, Level = LogLevel.Debug, Message = "Connection {ConnectionId} from {Remote} rejected: {Reason}")]
+    public static partial void ConnectionRejected(ILogger logger, string connectionId, EndPoint? remote, string reason);
 
     [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "File descriptor limit {Limit}: room for about {Capacity} connections (--max-connections {MaxConnections})")]
     public static partial void Capacity(ILogger logger, long limit, long capacity, int maxConnections);

@@ -1,5 +1,6 @@
 using System.Collections;
 using System.Net.Sockets;
+using Microsoft.Extensions.Hosting.Systemd;
 using TinyServer.Server;
 
 ServerOptions? options;
@@ -21,11 +22,21 @@ if (options is null)
 
 FileDescriptorLimit.Raise();
 SocketEngine.Configure(options);
-await using WebApplication app = TinyServerHost.Build(options, logging => logging.AddSimpleConsole(console =>
+await using WebApplication app = TinyServerHost.Build(options, logging =>
 {
-    console.SingleLine = true;
-    console.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff ";
-}));
+    if (SystemdHelpers.IsSystemdService())
+    {
+        logging.AddSystemdConsole(); // <6>-style priority prefixes for journald, which adds its own timestamps.
+    }
+    else
+    {
+        logging.AddSimpleConsole(console =>
+        {
+            console.SingleLine = true;
+            console.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff ";
+        });
+    }
+});
 ILogger logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TinyServer.Server");
 try
 {
@@ -51,6 +62,11 @@ catch (Exception e) when (e is IOException or SocketException)
 foreach (string endPoint in TinyServerHost.Describe(app))
 {
     Log.Listening(logger, endPoint);
+}
+
+foreach (var endPoint in TinyServerHost.MetricsEndPoints(app))
+{
+    Log.PrometheusListening(logger, $"http://{endPoint}/metrics");
 }
 
 FileDescriptorLimit descriptors = app.Services.GetRequiredService<FileDescriptorLimit>();

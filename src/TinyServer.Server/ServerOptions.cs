@@ -28,6 +28,22 @@ public sealed record ServerOptions
     /// <summary>Minimum level of the server's own log lines (Kestrel's are Warning and above).</summary>
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
 
+    /// <summary>Where the <c>TinyServer</c> meter is exported with OpenTelemetry; none loads no OpenTelemetry code at all.</summary>
+    public MetricsExporter MetricsExporter { get; init; } = MetricsExporter.None;
+
+    /// <summary>The OTLP collector for <see cref="MetricsExporter.Otlp"/>; null leaves the exporter's own default
+    /// (http://localhost:4317 over gRPC, http://localhost:4318/v1/metrics over HTTP).</summary>
+    public Uri? OtlpEndpoint { get; init; }
+
+    /// <summary>OTLP over gRPC (port 4317 by convention) or over HTTP with protobuf bodies (4318, path /v1/metrics).</summary>
+    public OtlpProtocol OtlpProtocol { get; init; } = OtlpProtocol.Grpc;
+
+    /// <summary>Port of the Prometheus scraping endpoint (<c>/metrics</c> over HTTP on the <see cref="Bind"/> addresses).</summary>
+    public int PrometheusPort { get; init; } = 9464;
+
+    /// <summary>Seconds between two exports to the console or to OTLP (Prometheus is pulled when it scrapes).</summary>
+    public int MetricsIntervalSeconds { get; init; } = 10;
+
     /// <summary>
     /// Connections served at once; one more gets <c>ERROR TOO_MANY_CONNECTIONS</c> and is closed. 10,000 idle
     /// connections cost about 50 MiB; the server raises its file descriptor limit to match at startup.
@@ -152,6 +168,22 @@ public enum TransportKind
     Sockets,
 }
 
+/// <summary>Values of <c>--metrics-exporter</c>.</summary>
+public enum MetricsExporter
+{
+    None,
+    Console,
+    Otlp,
+    Prometheus,
+}
+
+/// <summary>Values of <c>--otlp-protocol</c>.</summary>
+public enum OtlpProtocol
+{
+    Grpc,
+    Http,
+}
+
 /// <summary>A bad option value or an unknown option: one line for the operator.</summary>
 public sealed class OptionsException(string message) : Exception(message);
 
@@ -196,6 +228,11 @@ public static class ServerOptionsLoader
         new("--trusted-proxy", "TrustedProxy", "none", "address or CIDR network allowed to send PROXY headers, repeatable; required with --proxy-protocol", Repeatable: true),
         new("--proxy-header-timeout", "ProxyHeaderTimeout", "5", "seconds to wait for a complete PROXY header before closing (3-60)"),
         new("--max-connections-per-address", "MaxConnectionsPerAddress", "0", "connections served at once per client address; 0 is no limit (0-1000000)"),
+        new("--metrics-exporter", "MetricsExporter", "none", "export the TinyServer meter with OpenTelemetry: none, console, otlp or prometheus"),
+        new("--otlp-endpoint", "OtlpEndpoint", "http://localhost:4317, or http://localhost:4318/v1/metrics with --otlp-protocol http", "OTLP collector URL for --metrics-exporter otlp"),
+        new("--otlp-protocol", "OtlpProtocol", "grpc", "grpc, or http (protobuf over HTTP: give the full URL, e.g. http://collector:4318/v1/metrics)"),
+        new("--prometheus-port", "PrometheusPort", "9464", "port of the /metrics endpoint for --metrics-exporter prometheus, on the --bind addresses (1-65535, or 0 for any free port)"),
+        new("--metrics-interval", "MetricsInterval", "10", "seconds between exports for --metrics-exporter console and otlp (1-3600)"),
     ];
 
     private static readonly string PortRule = $"a valid port: use {ServerOptions.MinPort}-{ServerOptions.MaxPort}, or 0 for any free port";
@@ -393,6 +430,29 @@ public static class ServerOptionsLoader
                         : throw new OptionsException(Bad($"is not {PortRule}")),
                 },
                 "TlsHandshakeTimeout" => options with { TlsHandshakeTimeoutSeconds = Int(1, 300, "a timeout: use 1-300 seconds") },
+                "MetricsExporter" => options with
+                {
+                    MetricsExporter = Enum.TryParse(Single(), ignoreCase: true, out MetricsExporter exporter) && Enum.IsDefined(exporter) && !int.TryParse(Single(), out _)
+                        ? exporter
+                        : throw new OptionsException(Bad("is not an exporter (none, console, otlp, prometheus)")),
+                },
+                "OtlpEndpoint" => options with
+                {
+                    OtlpEndpoint = Uri.TryCreate(Single(), UriKind.Absolute, out Uri? endpoint) && endpoint.Scheme is "http" or "https"
+                        ? endpoint
+                        : throw new OptionsException(Bad("is not an http:// or https:// URL")),
+                },
+                "OtlpProtocol" => options with
+                {
+                    OtlpProtocol = Single().ToLowerInvariant() switch
+                    {
+                        "grpc" => OtlpProtocol.Grpc,
+                        "http" => OtlpProtocol.Http,
+                        _ => throw new OptionsException(Bad("is not an OTLP protocol (grpc, http)")),
+                    },
+                },
+                "PrometheusPort" => options with { PrometheusPort = Int(0, 65_535, "a port: use 1-65535, or 0 for any free port") },
+                "MetricsInterval" => options with { MetricsIntervalSeconds = Int(1, 3600, "an interval: use 1-3600 seconds") },
                 _ => throw new InvalidOperationException(option.Key),
             };
         }

@@ -66,10 +66,28 @@ public static class TinyServerHost
                     listen.UseConnectionHandler<LineConnectionHandler>();
                 });
             }
+
+            // Prometheus scrapes over plain HTTP/1.1, on its own port of the same addresses.
+            for (int i = 0; options.MetricsExporter == MetricsExporter.Prometheus && i < options.Bind.Count; i++)
+            {
+                kestrel.Listen(options.Bind[i], options.PrometheusPort, listen =>
+                {
+                    listeners.Metrics.Add(listen);
+                    listen.Protocols = HttpProtocols.Http1;
+                });
+            }
         });
         builder.Services.AddSingleton<IConnectionListenerFactory, BackoffSocketTransport>();
         builder.Services.AddSingleton<ConnectionTracker>();
         builder.Services.AddSingleton<ProxyProtocolMiddleware>();
+        builder.Services.AddMetrics();
+        builder.Services.AddSingleton<ServerMetrics>();
+        if (options.MetricsExporter != MetricsExporter.None)
+        {
+            MetricsExport.AddExporter(builder.Services, options);
+        }
+
+        builder.Services.AddSystemd(); // READY=1 and journald log levels when systemd runs it; nothing otherwise.
         builder.Services.AddSingleton<FileDescriptorLimit>();
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(options.ShutdownTimeoutSeconds));
         builder.Services.AddSingleton(options);
@@ -80,7 +98,13 @@ public static class TinyServerHost
         // A failed start is reported by Program as one line; the host would log it again with a stack trace.
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
         configureLogging?.Invoke(builder.Logging);
-        return builder.Build();
+        WebApplication app = builder.Build();
+        if (options.MetricsExporter == MetricsExporter.Prometheus)
+        {
+            MetricsExport.MapPrometheus(app);
+        }
+
+        return app;
     }
 
     /// <summary>
@@ -126,6 +150,10 @@ public static class TinyServerHost
             .. app.Services.GetRequiredService<Listeners>().Unix.Select(listen => $"unix:{listen.SocketPath}"),
         ];
 
+    /// <summary>The Prometheus <c>/metrics</c> endpoints (empty unless <c>--metrics-exporter prometheus</c>). Valid once started.</summary>
+    public static IReadOnlyList<IPEndPoint> MetricsEndPoints(WebApplication app) =>
+        [.. app.Services.GetRequiredService<Listeners>().Metrics.Select(listen => listen.IPEndPoint).OfType<IPEndPoint>()];
+
     private sealed class Listeners
     {
         public List<ListenOptions> All { get; } = [];
@@ -133,5 +161,7 @@ public static class TinyServerHost
         public List<ListenOptions> Tls { get; } = [];
 
         public List<ListenOptions> Unix { get; } = [];
+
+        public List<ListenOptions> Metrics { get; } = [];
     }
 }

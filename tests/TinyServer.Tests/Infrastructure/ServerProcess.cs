@@ -57,9 +57,13 @@ public sealed partial class ServerProcess : IAsyncDisposable
 
     /// <param name="arguments">Server options.</param>
     /// <param name="environment">Extra environment variables.</param>
-    public static async Task<ServerProcess> StartAsync(IEnumerable<string> arguments, IDictionary<string, string>? environment = null)
+    /// <param name="launcher">A program that runs the server as its child (<c>launcher dotnet TinyServer.Server.dll ...</c>).</param>
+    public static async Task<ServerProcess> StartAsync(IEnumerable<string> arguments, IDictionary<string, string>? environment = null, string? launcher = null)
     {
-        var server = new ServerProcess(ProcessRunner.Start(BuiltPrograms.Dotnet, [BuiltPrograms.ServerDll, .. arguments], environment));
+        Process process = launcher is null
+            ? ProcessRunner.Start(BuiltPrograms.Dotnet, [BuiltPrograms.ServerDll, .. arguments], environment)
+            : ProcessRunner.Start(launcher, [BuiltPrograms.Dotnet, BuiltPrograms.ServerDll, .. arguments], environment);
+        var server = new ServerProcess(process);
         try
         {
             string line = await server.WaitForLineAsync("Listening on 127.0.0.1:");

@@ -28,6 +28,9 @@ public sealed class TestServer : IAsyncDisposable
 
     public ConnectionTracker Tracker => _app.Services.GetRequiredService<ConnectionTracker>();
 
+    /// <summary>This server's own <c>TinyServer</c> meter (each host has its own).</summary>
+    public ServerMetrics Metrics => _app.Services.GetRequiredService<ServerMetrics>();
+
     /// <summary>Every log entry at Warning or above, with its exception.</summary>
     public ConcurrentQueue<string> Warnings { get; }
 
@@ -63,6 +66,9 @@ public sealed class TestServer : IAsyncDisposable
             await Task.Delay(20, deadline.Token);
         }
     }
+
+    /// <summary>Stops gracefully (as on SIGTERM) without disposing, so the server's services can still be read.</summary>
+    public Task StopAsync() => _app.StopAsync().WaitAsync(Timeouts.Read);
 
     public async ValueTask DisposeAsync()
     {

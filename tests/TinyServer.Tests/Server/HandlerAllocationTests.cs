@@ -1,7 +1,9 @@
 using System.Buffers;
+using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using TinyServer.Protocol;
 using TinyServer.Server;
@@ -20,18 +22,35 @@ public class HandlerAllocationTests
     private static readonly PipeOptions Inline = new(readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false);
 
     [Theory]
-    [InlineData("ECHO hello")]
-    [InlineData("TIME")]
-    [InlineData("HELP")]
-    [InlineData("NOPE")]
-    [InlineData("ECHO")]
-    public async Task Ten_thousand_requests_through_the_handler_allocate_nothing(string request)
+    [InlineData("ECHO hello", false)]
+    [InlineData("TIME", false)]
+    [InlineData("HELP", false)]
+    [InlineData("NOPE", false)]
+    [InlineData("ECHO", false)]
+    [InlineData("ECHO hello", true)]
+    [InlineData("NOPE", true)]
+    public async Task Ten_thousand_requests_through_the_handler_allocate_nothing(string request, bool metricsListened)
     {
+        // With a listener on the meter, the batch duration is timed and recorded on every read too.
+        using ServiceProvider services = new ServiceCollection().AddMetrics().BuildServiceProvider();
         var toServer = new Pipe(Inline);
         var fromServer = new Pipe(Inline);
         var connection = new DefaultConnectionContext("alloc", new Duplex(toServer.Reader, fromServer.Writer), new Duplex(fromServer.Reader, toServer.Writer));
         var options = new ServerOptions();
-        var handler = new LineConnectionHandler(options, TimeProvider.System, new ConnectionTracker(options), NullLogger<LineConnectionHandler>.Instance);
+        var tracker = new ConnectionTracker(options);
+        var metrics = new ServerMetrics(services.GetRequiredService<IMeterFactory>(), tracker);
+        long recorded = 0;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (metricsListened && ReferenceEquals(instrument.Meter, metrics.Meter))
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((_, _, _, _) => recorded++);
+        listener.Start();
+        var handler = new LineConnectionHandler(options, TimeProvider.System, tracker, metrics, NullLogger<LineConnectionHandler>.Instance);
         Task serving = handler.OnConnectedAsync(connection);
         byte[] batch = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat(request + "\n", Pipeline)));
         Assert.Equal(Wire.Banner.Length, Drain(fromServer.Reader));
@@ -56,6 +75,7 @@ public class HandlerAllocationTests
         Assert.True(replies >= (200 + (10_000 / Pipeline)) * Pipeline * 5L, $"only {replies} reply bytes");
         toServer.Writer.Complete();
         await serving.WaitAsync(Timeouts.Read);
+        Assert.Equal(metricsListened ? 200 + (10_000 / Pipeline) : 0, recorded); // One duration per read, while listened.
     }
 
     /// <summary>Takes every reply byte written so far (the handler flushed inline).</summary>
