@@ -85,7 +85,8 @@ public class LingerTests
         var closing = Stopwatch.StartNew();
         await client.SendAsync("QUIT\n");
         Assert.Equal(["BYE"], await client.ReadLinesToEndAsync());
-        Assert.True(closing.Elapsed < TimeSpan.FromSeconds(0.9), $"closed after {closing.Elapsed.TotalMilliseconds} ms"); // The quiet period, not the timeout.
+        // The quiet period (100 ms), not the 2 s timeout: under 2 s whatever the load on the machine.
+        Assert.True(closing.Elapsed < TimeSpan.FromSeconds(1.9), $"closed after {closing.Elapsed.TotalMilliseconds} ms");
     }
 
     private static async Task<byte[]> ReadToEndAsync(Socket socket)
