@@ -342,7 +342,7 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
             {
                 _buffer = Rent(BlockSize);
             }
-            else if (_end == _buffer.Length)
+            else if (_end == Math.Min(_buffer.Length, maxBuffer)) // The pool may hand out more than the limit: unused.
             {
                 if (_start > 0)
                 {
@@ -351,7 +351,7 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
                     _examined -= _start;
                     _start = 0;
                 }
-                else if (_buffer.Length >= maxBuffer)
+                else if (_end >= maxBuffer)
                 {
                     return; // Full of unconsumed input: stop receiving until the handler consumes some.
                 }
