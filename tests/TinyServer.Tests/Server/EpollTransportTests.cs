@@ -311,6 +311,31 @@ public class EpollTransportTests
     }
 
     [Fact]
+    public async Task The_idle_timeout_striking_as_a_line_arrives_ends_each_connection_once()
+    {
+        // The heartbeat thread cancels the pending read while the loop thread completes it with the line.
+        await using TestServer server = await StartAsync(new ServerOptions { IdleTimeoutSeconds = 1 });
+        var clients = Enumerable.Range(0, 40).Select(i => Task.Run(async () =>
+        {
+            await using RawConnection connection = await RawConnection.OpenAsync(server.EndPoint);
+            await Task.Delay(700 + (i * 15));
+            await connection.SendAsync($"ECHO {i}\n");
+            return (i, await connection.ReadLinesToEndAsync());
+        })).ToList();
+
+        foreach ((int i, List<string> lines) in await Task.WhenAll(clients).WaitAsync(Timeouts.Read))
+        {
+            // Answered, then timed out a second later; or timed out just before the line, which is then discarded.
+            Assert.True(
+                lines.SequenceEqual([$"ECHO {i}", "ERROR IDLE_TIMEOUT"]) || lines.SequenceEqual(["ERROR IDLE_TIMEOUT"]),
+                string.Join(" | ", lines));
+        }
+
+        await server.WaitForAllClosedAsync(40);
+        Assert.Empty(server.Warnings);
+    }
+
+    [Fact]
     public async Task Cancel_pending_read_racing_arriving_data_completes_each_read_exactly_once()
     {
         await using EpollPair pair = await EpollPair.CreateAsync();
