@@ -20,6 +20,9 @@ namespace TinyServer.Server;
 internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
 {
     private const int BlockSize = 4096;
+
+    /// <summary>Receives a handler may make in a row on its event thread before the other connections get their turn.</summary>
+    private const int ReceivesPerTurn = 16;
     private static long s_lastToken;
 
     private readonly SocketReader _reader;
@@ -100,6 +103,9 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>Called by the loop thread for a read that gave way (<see cref="ReceivesPerTurn"/>): its next turn.</summary>
+    public void OnTurn() => _reader.OnReadable(hangUp: false);
+
     /// <summary>Called by the loop thread with the connection's epoll events.</summary>
     public void OnEvents(uint events)
     {
@@ -168,6 +174,7 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
         private bool _waiting;
         private bool _completed;
         private CancellationTokenRegistration _cancellation;
+        private int _receivesInARow;
 
         private object Gate => connection._reader; // One monitor per connection, allocated only if contended.
 
@@ -176,13 +183,23 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
             cancellationToken.ThrowIfCancellationRequested();
             lock (Gate)
             {
-                if (TryTake(out ReadResult result))
+                // A peer that keeps the socket full would hold the event thread in this connection's handler for good:
+                // after a turn's worth of receives there, the read waits and the loop resumes it after the others.
+                bool giveWay = _receivesInARow >= ReceivesPerTurn && _end == _examined && _readable && !_cancelNext
+                    && connection.Loop is { IsCurrentThread: true };
+                if (!giveWay && TryTake(out ReadResult result))
                 {
                     return new ValueTask<ReadResult>(result);
                 }
 
+                _receivesInARow = 0;
                 _waiting = true;
                 _source.Reset();
+                if (giveWay)
+                {
+                    connection.Loop!.Defer(connection);
+                }
+
                 if (cancellationToken.CanBeCanceled)
                 {
                     // Under the lock, so that a completion on another thread sees it to dispose it. A token canceled
@@ -381,6 +398,7 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
             else
             {
                 _end += received;
+                _receivesInARow++;
                 // A short read drained the socket: the next edge says when there is more (after a hang-up none comes).
                 _readable = received == space.Length || _hangUp;
             }

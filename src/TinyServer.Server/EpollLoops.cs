@@ -45,12 +45,22 @@ internal sealed class EpollLoops : IDisposable
         private readonly EpollLoops _owner;
         private readonly Epoll _epoll = new();
         private readonly ConcurrentDictionary<ulong, EpollConnection> _connections = new();
+        private readonly int _threadId;
+        private List<EpollConnection> _deferred = [];
+        private List<EpollConnection> _turn = [];
 
         public Loop(EpollLoops owner, int index)
         {
             _owner = owner;
-            new Thread(Run) { IsBackground = true, Name = $"TinyServer epoll {index}" }.Start();
+            var thread = new Thread(Run) { IsBackground = true, Name = $"TinyServer epoll {index}" };
+            _threadId = thread.ManagedThreadId;
+            thread.Start();
         }
+
+        public bool IsCurrentThread => Environment.CurrentManagedThreadId == _threadId;
+
+        /// <summary>On this loop's thread only: a connection whose read gave way, resumed after the events waiting now.</summary>
+        public void Defer(EpollConnection connection) => _deferred.Add(connection);
 
         public void Add(EpollConnection connection)
         {
@@ -64,13 +74,24 @@ internal sealed class EpollLoops : IDisposable
         {
             while (!_owner._stopping)
             {
-                int count = _epoll.Wait(WaitNanoseconds);
+                int count = _epoll.Wait(_deferred.Count > 0 ? 0 : WaitNanoseconds);
                 for (int i = 0; i < count; i++)
                 {
                     if (_connections.TryGetValue(_epoll.Token(i), out EpollConnection? connection))
                     {
                         connection.OnEvents(_epoll.Events(i));
                     }
+                }
+
+                if (_deferred.Count > 0)
+                {
+                    (_turn, _deferred) = (_deferred, _turn); // Those that give way again wait for the next round.
+                    for (int i = 0; i < _turn.Count; i++)
+                    {
+                        _turn[i].OnTurn();
+                    }
+
+                    _turn.Clear();
                 }
             }
 
