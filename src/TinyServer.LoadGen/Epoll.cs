@@ -71,6 +71,28 @@ internal sealed unsafe partial class Epoll : IDisposable
         }
     }
 
+    /// <summary>
+    /// Waits up to <paramref name="timeoutMilliseconds"/> for events (plain epoll_wait, on every Linux; the server's
+    /// loops need no finer timeout).
+    /// </summary>
+    public int WaitMilliseconds(int timeoutMilliseconds)
+    {
+        while (true)
+        {
+            int count = epoll_wait(_fd, _events, MaxEvents, timeoutMilliseconds);
+            if (count >= 0)
+            {
+                return count;
+            }
+
+            int error = Marshal.GetLastPInvokeError();
+            if (error != Interrupted)
+            {
+                throw new Win32Exception(error, "epoll_wait");
+            }
+        }
+    }
+
     public uint Events(int index) => BinaryPrimitives.ReadUInt32LittleEndian(new ReadOnlySpan<byte>(_events + (index * EventSize), 4));
 
     public ulong Token(int index) => BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(_events + (index * EventSize) + EventSize - 8, 8));
@@ -98,6 +120,9 @@ internal sealed unsafe partial class Epoll : IDisposable
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int epoll_ctl(int epfd, int op, int fd, byte* ev);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int epoll_wait(int epfd, byte* events, int maxevents, int timeout);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int epoll_pwait2(int epfd, byte* events, int maxevents, long* timeout, void* sigmask);

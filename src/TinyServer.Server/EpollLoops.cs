@@ -40,7 +40,7 @@ internal sealed class EpollLoops : IDisposable
 
     internal sealed class Loop
     {
-        private const long WaitNanoseconds = 1_000_000_000;
+        private const int WaitMilliseconds = 1000; // Only to notice a stop: events wake the loop at once.
 
         private readonly EpollLoops _owner;
         private readonly Epoll _epoll = new();
@@ -74,7 +74,7 @@ internal sealed class EpollLoops : IDisposable
         {
             while (!_owner._stopping)
             {
-                int count = _epoll.Wait(_deferred.Count > 0 ? 0 : WaitNanoseconds);
+                int count = _epoll.WaitMilliseconds(_deferred.Count > 0 ? 0 : WaitMilliseconds);
                 for (int i = 0; i < count; i++)
                 {
                     if (_connections.TryGetValue(_epoll.Token(i), out EpollConnection? connection))
