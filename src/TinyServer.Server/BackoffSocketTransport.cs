@@ -122,7 +122,7 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
                 Socket? accepted = null;
                 try
                 {
-                    if (!transport._descriptors.HasRoomFor(transport._tracker.Open))
+                    if (!transport._descriptors.HasRoomFor(Math.Max(transport._tracker.Open, transport._loops?.Open ?? 0)))
                     {
                         throw new SocketException((int)SocketError.TooManyOpenSockets, "no descriptors to spare for another connection");
                     }

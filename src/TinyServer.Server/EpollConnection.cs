@@ -131,6 +131,7 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
 
             _closed = true;
             Loop?.Remove(this);
+            Loop?.Owner.Closed();
             try
             {
                 Socket.Shutdown(SocketShutdown.Both);

@@ -16,6 +16,7 @@ internal sealed class EpollLoops : IDisposable
 
     private readonly Loop[] _loops;
     private int _next = -1;
+    private long _open;
     private volatile bool _stopping;
 
     public EpollLoops(int count)
@@ -29,12 +30,22 @@ internal sealed class EpollLoops : IDisposable
 
     public int Count => _loops.Length;
 
+    /// <summary>
+    /// Sockets accepted and not yet closed: counted from the accept, before Kestrel hands the connection to its handler,
+    /// so that the descriptor reserve (<see cref="FileDescriptorLimit"/>) holds however fast connections arrive.
+    /// </summary>
+    public long Open => Interlocked.Read(ref _open);
+
     public void Add(EpollConnection connection)
     {
         Loop loop = _loops[(uint)Interlocked.Increment(ref _next) % (uint)_loops.Length];
         connection.Loop = loop;
+        Interlocked.Increment(ref _open);
         loop.Add(connection);
     }
+
+    /// <summary>Called once by each connection when it closes its socket.</summary>
+    public void Closed() => Interlocked.Decrement(ref _open);
 
     public void Dispose() => _stopping = true; // The threads notice within a second and free their epoll instances.
 
@@ -43,6 +54,8 @@ internal sealed class EpollLoops : IDisposable
         private const int WaitMilliseconds = 1000; // Only to notice a stop: events wake the loop at once.
 
         private readonly EpollLoops _owner;
+
+        public EpollLoops Owner => _owner;
         private readonly Epoll _epoll = new();
         private readonly ConcurrentDictionary<ulong, EpollConnection> _connections = new();
         private readonly int _threadId;

@@ -13,6 +13,7 @@ namespace TinyServer.Tests.External;
 /// 127.0.0.3 while the client is 127.0.0.1). Two server instances with the PROXY protocol, the load generator through
 /// HAProxy; one instance is stopped mid-run.
 /// </summary>
+[Collection(nameof(Alone))] // Three processes and a load run: timing-sensitive on a busy machine.
 public partial class HaproxyTests
 {
     private const string Balancer = "127.0.0.3";

@@ -6,7 +6,7 @@ using TinyServer.Tests.Infrastructure;
 namespace TinyServer.Tests.Hardening;
 
 /// <summary>Memory and descriptors under abuse, measured on the real server process.</summary>
-[Collection(nameof(ResourceTests))] // Heavy: not in parallel with each other.
+[Collection(nameof(Alone))] // Heavy: thousands of connections, nothing else running.
 public class ResourceTests
 {
     [Fact]
