@@ -6,10 +6,12 @@ using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 namespace TinyServer.Server;
 
 /// <summary>
-/// Kestrel's socket transport with one change: when accepting fails for lack of resources (out of file
-/// descriptors, out of memory), it waits and retries, backing off from 10 ms to 1 s, instead of retrying at once
-/// in a loop that holds a core at 100% until descriptors free up; and it does not accept at all while connections
-/// would eat into the descriptors the runtime needs (<see cref="FileDescriptorLimit"/>). The pending connections
+/// The listening side of both transports: it accepts each connection and hands it to the epoll loops
+/// (<see cref="EpollLoops"/>, the Linux default) or to Kestrel's socket transport. Unlike Kestrel's own listener, when
+/// accepting fails for lack of resources (out of file descriptors, out of memory), it waits and retries, backing off
+/// from 10 ms to 1 s, instead of retrying at once in a loop that holds a core at 100% until descriptors free up; and it
+/// does not accept at all while connections would eat into the descriptors the runtime needs
+/// (<see cref="FileDescriptorLimit"/>). The pending connections
 /// stay in the listen backlog meanwhile and are served as soon as clients leave.
 /// </summary>
 internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTracker tracker, FileDescriptorLimit descriptors, ILoggerFactory loggers) : IConnectionListenerFactory, IDisposable
@@ -17,7 +19,7 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
     private const int MinDelayMs = 10;
     private const int MaxDelayMs = 1000;
 
-    private readonly SocketConnectionContextFactory _connections = new(
+    private readonly SocketConnectionContextFactory? _connections = options.Transport != TransportKind.Sockets ? null : new(
         new SocketConnectionFactoryOptions
         {
             MaxReadBufferSize = options.MaxReadBuffer,
@@ -91,7 +93,7 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
 
     public void Dispose()
     {
-        _connections.Dispose();
+        _connections?.Dispose();
         _loops?.Dispose();
     }
 
@@ -99,7 +101,7 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
     {
         if (_loops is null)
         {
-            return _connections.Create(accepted);
+            return _connections!.Create(accepted); // One of the two transports is set, never both.
         }
 
         var connection = new EpollConnection(accepted, _maxReadBuffer);

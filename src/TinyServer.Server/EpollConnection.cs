@@ -131,7 +131,6 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
 
             _closed = true;
             Loop?.Remove(this);
-            Loop?.Owner.Closed();
             try
             {
                 Socket.Shutdown(SocketShutdown.Both);

@@ -28,8 +28,6 @@ internal sealed class EpollLoops : IDisposable
         }
     }
 
-    public int Count => _loops.Length;
-
     /// <summary>
     /// Sockets accepted and not yet closed: counted from the accept, before Kestrel hands the connection to its handler,
     /// so that the descriptor reserve (<see cref="FileDescriptorLimit"/>) holds however fast connections arrive.
@@ -44,9 +42,6 @@ internal sealed class EpollLoops : IDisposable
         loop.Add(connection);
     }
 
-    /// <summary>Called once by each connection when it closes its socket.</summary>
-    public void Closed() => Interlocked.Decrement(ref _open);
-
     public void Dispose() => _stopping = true; // The threads notice within a second and free their epoll instances.
 
     internal sealed class Loop
@@ -54,8 +49,6 @@ internal sealed class EpollLoops : IDisposable
         private const int WaitMilliseconds = 1000; // Only to notice a stop: events wake the loop at once.
 
         private readonly EpollLoops _owner;
-
-        public EpollLoops Owner => _owner;
         private readonly Epoll _epoll = new();
         private readonly ConcurrentDictionary<ulong, EpollConnection> _connections = new();
         private readonly int _threadId;
@@ -81,7 +74,12 @@ internal sealed class EpollLoops : IDisposable
             _epoll.Register(connection.Socket, connection.Token, Epoll.Readable | Epoll.Writable | PeerClosed | EdgeTriggered);
         }
 
-        public void Remove(EpollConnection connection) => _connections.TryRemove(connection.Token, out _);
+        /// <summary>Called once by each connection as it closes its socket.</summary>
+        public void Remove(EpollConnection connection)
+        {
+            _connections.TryRemove(connection.Token, out _);
+            Interlocked.Decrement(ref _owner._open);
+        }
 
         private void Run()
         {
