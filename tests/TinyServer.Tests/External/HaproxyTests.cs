@@ -69,7 +69,7 @@ public partial class HaproxyTests
 
         // Errors only on connections that were on the stopped instance: at most two each (ERROR SHUTTING_DOWN in place
         // of a reply, then the close), and no timeouts anywhere.
-        int onStopped = ConnectionsOpenAtStop(second);
+        int onStopped = ConnectionsOpenAtStop(second) + CutOffInAcceptQueue(haproxy, "tiny2");
         Assert.True(errors <= 2 * onStopped, $"{errors} errors, {onStopped} connections on the stopped instance\n{context}");
         Assert.True(byKind.GetProperty("timeout").GetInt64() == 0, context);
         Assert.True(result.GetProperty("requests").GetInt64() > 0, context);
@@ -98,6 +98,14 @@ public partial class HaproxyTests
         return int.Parse(counts.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)
             + int.Parse(counts.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture) + waiting;
     }
+
+    // Sessions HAProxy had just connected to the stopping instance, still in its accept queue when it closed its
+    // listener: the server never saw them, and HAProxy logs them as closed by the server before a byte ("0 SD").
+    private static int CutOffInAcceptQueue(HaproxyProcess haproxy, string server) =>
+        haproxy.Output.Count(line => line.Contains($" tinyservers/{server} ", StringComparison.Ordinal) && ServerClosedBeforeAByte().IsMatch(line));
+
+    [GeneratedRegex(@" tinyservers/\S+ \S+ 0 S[A-Z] ")]
+    private static partial Regex ServerClosedBeforeAByte();
 
     private static async Task WaitForAsync(Func<bool> condition, string what, ServerProcess first, ServerProcess second)
     {
