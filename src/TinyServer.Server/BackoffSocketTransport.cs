@@ -56,8 +56,7 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
 
             if (unixPath is null)
             {
-                // Rebinding while old connections linger in TIME_WAIT is fine (a second listener is still refused).
-                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                AllowRebindDuringTimeWait(socket);
             }
 
             socket.Bind(endpoint);
@@ -89,6 +88,25 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
         // Start the runtime's timer thread now, while resources are plentiful: the accept backoff relies on it.
         Task.Delay(1, CancellationToken.None).Wait(CancellationToken.None);
         return ValueTask.FromResult<IConnectionListener>(new Listener(socket, unixPath, this));
+    }
+
+    /// <summary>
+    /// Sets SO_REUSEADDR alone, so that a restart can bind while the last run's connections linger in TIME_WAIT; a
+    /// second listener on the port is still refused. Not through <c>SocketOptionName.ReuseAddress</c>: on Unix .NET
+    /// sets SO_REUSEPORT with it (Windows' SO_REUSEADDR means that), and then a second server binds the same port
+    /// without a word and the kernel shares the new connections between the two. Windows rebinds during TIME_WAIT
+    /// anyway, and its SO_REUSEADDR would let another socket take the port, so it is left alone there. (.NET's own
+    /// Bind sets SO_REUSEADDR on Linux too; setting it here keeps the restart from depending on that.)
+    /// </summary>
+    private static void AllowRebindDuringTimeWait(Socket socket)
+    {
+        (int level, int name) = OperatingSystem.IsLinux() ? (1, 2) // SOL_SOCKET, SO_REUSEADDR
+            : OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD() ? (0xffff, 4)
+            : (0, 0);
+        if (level != 0)
+        {
+            socket.SetRawSocketOption(level, name, BitConverter.GetBytes(1));
+        }
     }
 
     public void Dispose()
