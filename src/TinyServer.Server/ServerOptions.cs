@@ -243,12 +243,16 @@ public static class ServerOptionsLoader
         text.AppendLine("Usage: TinyServer.Server [options]");
         text.AppendLine();
         text.AppendLine("Options (also TINYSERVER_* environment variables, or appsettings.json beside the executable):");
+        static string Synopsis(Option option) => "  " + option.Switch + (option.Flag ? "" : " VALUE");
+
+        // The texts start two spaces after the longest option, in one column.
+        int column = All.Max(option => Synopsis(option).Length) + 2;
         foreach (Option option in All)
         {
-            text.Append(("  " + option.Switch + (option.Flag ? "" : " VALUE")).PadRight(32)).AppendLine(option.Help + "; default " + option.Default + "; env " + option.EnvironmentVariable);
+            text.Append(Synopsis(option).PadRight(column)).AppendLine(option.Help + "; default " + option.Default + "; env " + option.EnvironmentVariable);
         }
 
-        text.AppendLine("  --help".PadRight(32) + "print this help");
+        text.AppendLine("  --help".PadRight(column) + "print this help");
         return text.ToString();
     }
 
