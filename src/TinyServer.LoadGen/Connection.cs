@@ -123,9 +123,9 @@ internal sealed class Connection
                 socket.NoDelay = true;
             }
         }
-        catch (SocketException)
+        catch (SocketException e)
         {
-            DialFailed(); // No file descriptor left (see ulimit -n).
+            DialFailed(ErrorCounts.Describe(e.SocketErrorCode)); // No file descriptor left (see ulimit -n).
             return;
         }
 
@@ -145,9 +145,10 @@ internal sealed class Connection
 
             // Under way: the socket becomes writable when connected.
         }
-        catch (SocketException)
+        catch (SocketException e)
         {
-            DialFailed();
+            // A Unix socket path without a socket comes back as EADDRNOTAVAIL: say what it means.
+            DialFailed(unix && e.SocketErrorCode == SocketError.AddressNotAvailable ? "no such socket" : ErrorCounts.Describe(e.SocketErrorCode));
             return;
         }
 
@@ -270,11 +271,11 @@ internal sealed class Connection
     {
         if (Dialling)
         {
-            DialFailed();
+            DialFailed(State == ConnectionState.Connecting ? "not connected within --connect-timeout" : "no banner within --connect-timeout");
         }
         else if (State == ConnectionState.Idle)
         {
-            _run.Errors.Add(ErrorKind.Connect);
+            _run.Errors.AddConnect("not dialled within --connect-timeout");
             End(ConnectionState.Dead);
         }
     }
@@ -288,9 +289,9 @@ internal sealed class Connection
 
     private void OnConnected(long now)
     {
-        if (_socket!.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error) is not 0)
+        if (_socket!.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error) is int error and not 0)
         {
-            DialFailed();
+            DialFailed(ErrorCounts.Describe((SocketError)error));
             return;
         }
 
@@ -315,7 +316,8 @@ internal sealed class Connection
 
         if (error != SocketError.Success || received == 0)
         {
-            DialFailed(); // Refused, or closed before its banner (a full server closes like this).
+            // Refused, or closed before its banner (a full server closes like this).
+            DialFailed(received == 0 && error == SocketError.Success ? "closed before the banner" : ErrorCounts.Describe(error));
             return;
         }
 
@@ -329,7 +331,7 @@ internal sealed class Connection
 
         if (status != LineStatus.Line || !Workload.Banner.Matches(line))
         {
-            DialFailed();
+            DialFailed("wrong banner");
             return;
         }
 
@@ -350,10 +352,10 @@ internal sealed class Connection
         Pump(now);
     }
 
-    private void DialFailed()
+    private void DialFailed(string reason)
     {
         _run.Dialling--;
-        _run.Errors.Add(ErrorKind.Connect);
+        _run.Errors.AddConnect(reason);
         End(ConnectionState.Dead);
     }
 

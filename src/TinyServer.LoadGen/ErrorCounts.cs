@@ -1,3 +1,5 @@
+using System.Net.Sockets;
+
 namespace TinyServer.LoadGen;
 
 /// <summary>What went wrong, by kind. Each is an error: any of them makes the exit code 1.</summary>
@@ -16,14 +18,35 @@ internal enum ErrorKind
     WrongReply,
 }
 
-/// <summary>Error counters of one run (kept by the run's one thread).</summary>
+/// <summary>Error counters of one run (kept by the run's one thread), with the reasons of the connect errors.</summary>
 internal sealed class ErrorCounts
 {
     public static readonly IReadOnlyList<ErrorKind> Kinds = Enum.GetValues<ErrorKind>();
 
     private readonly long[] _counts = new long[Kinds.Count];
+    private readonly Dictionary<string, long> _connectReasons = new(StringComparer.Ordinal);
 
-    public void Add(ErrorKind kind) => _counts[(int)kind]++;
+    /// <summary>Counts an error other than <see cref="ErrorKind.Connect"/>, which goes through <see cref="AddConnect"/>.</summary>
+    public void Add(ErrorKind kind)
+    {
+        if (kind == ErrorKind.Connect)
+        {
+            throw new ArgumentException("a connect error needs its reason", nameof(kind));
+        }
+
+        _counts[(int)kind]++;
+    }
+
+    /// <summary>Counts a connect error and why, e.g. <c>connection refused</c>.</summary>
+    public void AddConnect(string reason)
+    {
+        _counts[(int)ErrorKind.Connect]++;
+        _connectReasons[reason] = _connectReasons.GetValueOrDefault(reason) + 1;
+    }
+
+    /// <summary>The connect errors by reason, the most frequent first.</summary>
+    public IReadOnlyList<KeyValuePair<string, long>> ConnectReasons =>
+        [.. _connectReasons.OrderByDescending(reason => reason.Value).ThenBy(reason => reason.Key, StringComparer.Ordinal)];
 
     public long this[ErrorKind kind] => _counts[(int)kind];
 
@@ -38,4 +61,13 @@ internal sealed class ErrorCounts
         ErrorKind.WrongReply => "wrong_reply",
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
+
+    /// <summary>Why a socket call failed, in the system's words: <c>connection refused</c>, <c>connection reset by peer</c>.</summary>
+    public static string Describe(SocketError error)
+    {
+        string message = new SocketException((int)error).Message;
+        return message.Length > 1 && char.IsUpper(message[0]) && char.IsLower(message[1])
+            ? char.ToLowerInvariant(message[0]) + message[1..]
+            : message;
+    }
 }

@@ -61,7 +61,7 @@ internal sealed class LoadRun
             live[i].Pump(now);
         }
 
-        Load(live);
+        long loadEnd = Load(live);
         int unfinished = 0;
         foreach (Connection connection in _connections)
         {
@@ -78,13 +78,16 @@ internal sealed class LoadRun
         }
 
         long lastReply = live.Length == 0 ? _run.MeasureStart : live.Max(c => c.LastReplyAt);
+        bool endedEarly = options.Requests is null && loadEnd < _run.IssueEnd;
         return new RunResult
         {
             Options = options,
             Workload = _run.Workload.Description,
             Connected = live.Length,
             ConnectSeconds = Clock.ToSeconds(_run.Start - connectStart),
-            DurationSeconds = Clock.ToSeconds(options.Requests is null ? _run.RecordEnd - _run.MeasureStart : Math.Max(0, lastReply - _run.MeasureStart)),
+            DurationSeconds = Clock.ToSeconds(Math.Max(0, (options.Requests is null ? (endedEarly ? loadEnd : _run.RecordEnd) : lastReply) - _run.MeasureStart)),
+            EndedEarly = endedEarly,
+            EndPoint = RunResult.Describe(_run.EndPoint),
             Latency = _measured,
             Errors = _run.Errors,
             ConnectRetries = _run.ConnectRetries,
@@ -130,7 +133,8 @@ internal sealed class LoadRun
         }
     }
 
-    private void Load(Connection[] live)
+    /// <summary>Runs the load until its end, or until no connection is left; returns when it stopped.</summary>
+    private long Load(Connection[] live)
     {
         long nextTick = Math.Min(_run.Start + Tick, _run.MeasureStart);
         // At --rate, the connections are looked at when the next request falls due, but no more often than this:
@@ -151,7 +155,7 @@ internal sealed class LoadRun
 
             if (over)
             {
-                return;
+                return now;
             }
 
             Dispatch(events, now);

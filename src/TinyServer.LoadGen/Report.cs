@@ -27,12 +27,24 @@ internal static class Report
             Line("sessions", F($"{result.Sessions} ended by QUIT"));
         }
 
-        Line("requests", F($"{result.Requests} in {result.DurationSeconds:F3} s"));
+        Line("requests", F($"{result.Requests} in {result.DurationSeconds:F3} s{(result.EndedEarly ? " (ended early: no connection left)" : "")}"));
         Line("throughput", F($"{result.RequestsPerSecond:F1} requests/s"));
         Line("latency (us)", string.Join("  ", Percentiles.Select(p => F($"{p.Name} {result.Microseconds(p.Percentile):F1}")))
             + F($"  max {result.MaxMicroseconds:F1}  mean {result.MeanMicroseconds:F1}"));
-        Line("errors", $"{result.Errors.Total} ({string.Join(", ", ErrorCounts.Kinds.Select(k => $"{ErrorCounts.Name(k)} {result.Errors[k]}"))})");
+        Line("errors", $"{result.Errors.Total} ({string.Join(", ", ErrorCounts.Kinds.Select(k => $"{ErrorCounts.Name(k)} {result.Errors[k]}{(k == ErrorKind.Connect ? ConnectReasons(result) : "")}"))})");
         return text.ToString();
+    }
+
+    // ": connection refused 127.0.0.1:1" for one reason; "; "-separated, each with its count, for several.
+    private static string ConnectReasons(RunResult result)
+    {
+        IReadOnlyList<KeyValuePair<string, long>> reasons = result.Errors.ConnectReasons;
+        return reasons.Count switch
+        {
+            0 => "",
+            1 => $": {reasons[0].Key} {result.EndPoint}",
+            _ => ": " + string.Join("; ", reasons.Select(r => F($"{r.Key} {result.EndPoint} ({r.Value})"))),
+        };
     }
 
     public static string Json(RunResult result)
@@ -80,6 +92,15 @@ internal static class Report
             }
 
             json.WriteEndObject();
+            json.WriteStartObject("connect_errors");
+            foreach ((string reason, long count) in result.Errors.ConnectReasons)
+            {
+                json.WriteNumber(reason, count);
+            }
+
+            json.WriteEndObject();
+            json.WriteString("endpoint", result.EndPoint);
+            json.WriteBoolean("ended_early", result.EndedEarly);
             json.WriteNumber("connect_s", Math.Round(result.ConnectSeconds, 3));
             json.WriteNumber("connect_retries", result.ConnectRetries);
             json.WriteNumber("sessions", result.Sessions);

@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using HdrHistogram;
 
 namespace TinyServer.LoadGen;
@@ -21,8 +23,17 @@ internal sealed record RunResult
     /// <summary>Replies received inside the measurement window, each timed into <see cref="Latency"/>.</summary>
     public long Requests => Latency.TotalCount;
 
-    /// <summary>The measurement window: -d, or for -n from the start to the last reply.</summary>
+    /// <summary>
+    /// The measurement window: -d (up to the time the run ended, when it ended early), or for -n from the start to
+    /// the last reply.
+    /// </summary>
     public required double DurationSeconds { get; init; }
+
+    /// <summary>A -d run that ended before its time because no connection was left (all failed or closed).</summary>
+    public required bool EndedEarly { get; init; }
+
+    /// <summary>The address connected to, as the connect errors name it: <c>127.0.0.1:40000</c>, <c>[::1]:40000</c>, <c>unix:PATH</c>.</summary>
+    public required string EndPoint { get; init; }
 
     /// <summary>Latency in nanoseconds of every reply in the window.</summary>
     public required HistogramBase Latency { get; init; }
@@ -46,4 +57,8 @@ internal sealed record RunResult
     public double MaxMicroseconds => Requests == 0 ? 0 : Latency.GetMaxValue() / 1000.0;
 
     public double MeanMicroseconds => Requests == 0 ? 0 : Latency.GetMean() / 1000.0;
+
+    /// <summary>How <see cref="EndPoint"/> shows <paramref name="endPoint"/>.</summary>
+    public static string Describe(EndPoint endPoint) =>
+        endPoint is UnixDomainSocketEndPoint unix ? $"unix:{unix}" : endPoint.ToString() ?? "";
 }

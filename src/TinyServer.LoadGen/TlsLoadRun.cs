@@ -32,6 +32,7 @@ internal sealed class TlsLoadRun
     private long _issueEnd;
     private long _recordEnd;
     private long _lastReply;
+    private long _loadEnd; // When the last driver stopped.
 
     private TlsLoadRun(LoadOptions options, Workload workload, EndPoint endPoint, TextWriter progress)
     {
@@ -89,13 +90,17 @@ internal sealed class TlsLoadRun
             }
         }
 
+        // The drivers stop at _issueEnd by a timer, which may fire a little early: only a clear lead is an early end.
+        bool endedEarly = _options.Requests is null && _loadEnd + Clock.FromSeconds(0.01) < _issueEnd;
         return new RunResult
         {
             Options = _options,
             Workload = _workload.Description,
             Connected = open.Count,
             ConnectSeconds = Clock.ToSeconds(_start - connectStart),
-            DurationSeconds = Clock.ToSeconds(_options.Requests is null ? _recordEnd - _measureStart : Math.Max(0, _lastReply - _measureStart)),
+            DurationSeconds = Clock.ToSeconds(Math.Max(0, (_options.Requests is null ? (endedEarly ? _loadEnd : _recordEnd) : _lastReply) - _measureStart)),
+            EndedEarly = endedEarly,
+            EndPoint = RunResult.Describe(_endPoint),
             Latency = _measured,
             Errors = _errors,
             ConnectRetries = 0,
@@ -109,7 +114,7 @@ internal sealed class TlsLoadRun
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(_options.ConnectTimeoutSeconds));
         using var batch = new SemaphoreSlim(_options.ConnectBatch);
-        var dials = new Task<SslStream?>[_options.Connections];
+        var dials = new Task<(SslStream? Stream, string? Failure)>[_options.Connections];
         for (int i = 0; i < dials.Length; i++)
         {
             dials[i] = Task.Run(async () =>
@@ -127,11 +132,11 @@ internal sealed class TlsLoadRun
         }
 
         var open = new List<SslStream>();
-        foreach (SslStream? stream in await Task.WhenAll(dials))
+        foreach ((SslStream? stream, string? failure) in await Task.WhenAll(dials))
         {
             if (stream is null)
             {
-                _errors.Add(ErrorKind.Connect);
+                _errors.AddConnect(failure ?? "");
             }
             else
             {
@@ -142,7 +147,8 @@ internal sealed class TlsLoadRun
         return open;
     }
 
-    private async Task<SslStream?> DialAsync(CancellationToken cancellationToken)
+    /// <summary>An open stream greeted by the banner, or null and why not (a connect error).</summary>
+    private async Task<(SslStream? Stream, string? Failure)> DialAsync(CancellationToken cancellationToken)
     {
         var socket = new Socket(_endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
@@ -152,10 +158,11 @@ internal sealed class TlsLoadRun
         catch (Exception e) when (e is SocketException or OperationCanceledException)
         {
             socket.Dispose();
-            return null; // Refused, or not connected in time: a connect error.
+            return (null, e is SocketException refused ? ErrorCounts.Describe(refused.SocketErrorCode) : "not connected within --connect-timeout");
         }
 
         var stream = new SslStream(new NetworkStream(socket, ownsSocket: true));
+        string failure = "closed before the banner";
         try
         {
             await stream.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
@@ -185,19 +192,28 @@ internal sealed class TlsLoadRun
                 // The server sends nothing after its banner until asked, so the buffer holds the banner alone.
                 if (status == LineStatus.Line && Workload.Banner.Matches(line) && reader.Remaining == 0)
                 {
-                    return stream;
+                    return (stream, null);
                 }
 
+                failure = "wrong banner";
                 break;
             }
         }
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or System.Security.Authentication.AuthenticationException)
         {
             // Not trusted, not TLS, or not greeted in time: a connect error.
+            failure = e switch
+            {
+                OperationCanceledException => stream.IsAuthenticated ? "no banner within --connect-timeout" : "no TLS handshake within --connect-timeout",
+                System.Security.Authentication.AuthenticationException => $"TLS handshake failed: {e.Message.TrimEnd('.')}",
+                _ when e.InnerException is SocketException inner => ErrorCounts.Describe(inner.SocketErrorCode),
+                SocketException socketError => ErrorCounts.Describe(socketError.SocketErrorCode),
+                _ => e.Message.TrimEnd('.'),
+            };
         }
 
         await stream.DisposeAsync();
-        return null;
+        return (null, failure);
     }
 
     /// <summary>One connection's load. True when its share of the requests was answered (or the -d run ended).</summary>
@@ -343,6 +359,7 @@ internal sealed class TlsLoadRun
                 // The drivers stop at _issueEnd (or have finished): wait for their last replies before the last line.
                 await load.WaitAsync(TimeSpan.FromSeconds(_options.ReplyTimeoutSeconds + 5));
                 now = Clock.Now;
+                _loadEnd = now;
             }
 
             lock (_lock)
