@@ -77,6 +77,7 @@ public class ServerProgramTests
     [Fact]
     public async Task A_port_in_use_exits_1_with_one_line_and_no_stack_trace()
     {
+        // Held by a plain listener (no SO_REUSEADDR/SO_REUSEPORT); PortInUseTests holds it with a first server.
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         try
