@@ -5,7 +5,7 @@ using Xunit.Abstractions;
 namespace TinyServer.Tests.Properties;
 
 /// <summary>
-/// A bounded, in-process pass of the fuzz target (fuzz/TinyServer.Fuzz/FuzzTarget.cs) over random inputs, so the
+/// A bounded, in-process pass of the fuzz target (fuzz/TinyServer.Fuzz.Target/FuzzTarget.cs) over random inputs, so the
 /// rules it enforces are checked on every test run without AFL: one pass with a fixed seed (the same inputs every
 /// time), one with a fresh seed (new inputs every time; the seed is in the failure message), and the seed corpus.
 /// </summary>

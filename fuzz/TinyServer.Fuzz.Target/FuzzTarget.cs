@@ -18,7 +18,7 @@ namespace TinyServer.Fuzz;
 /// <item>the next n bytes: chunk sizes, used in turn (0 is an empty segment); the rest is the request stream.</item>
 /// </list>
 /// Shorter inputs use the defaults: maximum 16, no budget, no half-close, the whole stream at once.
-/// This file is compiled into the test project too (tests/TinyServer.Tests/Properties/FuzzTargetTests.cs).
+/// The fuzzer (fuzz/TinyServer.Fuzz) and the tests (tests/TinyServer.Tests/Properties/FuzzTargetTests.cs) both run it.
 /// </remarks>
 public static class FuzzTarget
 {
