@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net.Sockets;
+using TinyServer.Interop;
 using TinyServer.Protocol;
 
 namespace TinyServer.LoadGen;

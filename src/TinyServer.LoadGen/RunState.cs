@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using HdrHistogram;
+using TinyServer.Interop;
 
 namespace TinyServer.LoadGen;
 

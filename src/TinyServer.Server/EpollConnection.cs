@@ -5,7 +5,7 @@ using System.Net.Sockets;
 using System.Threading.Tasks.Sources;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http.Features;
-using TinyServer.LoadGen;
+using TinyServer.Interop;
 
 namespace TinyServer.Server;
 

@@ -1,5 +1,5 @@
 using System.Collections.Concurrent;
-using TinyServer.LoadGen;
+using TinyServer.Interop;
 
 namespace TinyServer.Server;
 

@@ -3,15 +3,26 @@ using System.ComponentModel;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
-namespace TinyServer.LoadGen;
+namespace TinyServer.Interop;
 
 /// <summary>
-/// Linux epoll, level-triggered, for sockets in non-blocking mode: the one thing the load generator needs that
-/// <see cref="Socket"/> does not offer. Each registration carries a 64-bit token that comes back with its events.
+/// Linux epoll, which <see cref="Socket"/> does not offer, for sockets that are read and written without blocking.
+/// Two users, each with its own instances: the server's epoll transport (EpollLoops; it reads and writes with
+/// MSG_DONTWAIT, whatever mode its sockets are in) and the load generator (RunState; its sockets are in non-blocking
+/// mode). Each registration carries a 64-bit token that comes back with its events.
 /// </summary>
 /// <remarks>
+/// <para>
+/// The caller chooses the triggering with the events it passes. Without EPOLLET a registration is level-triggered:
+/// the load generator's, which asks for <see cref="Writable"/> only while a connect or a send is unfinished
+/// (<see cref="Change"/>). With EPOLLET (1u &lt;&lt; 31) it is edge-triggered: the server's, registered once for
+/// readable, writable and EPOLLRDHUP and never changed, so a readiness is reported when it arises, not again while it
+/// lasts.
+/// </para>
+/// <para>
 /// The runtime's own socket engine is epoll too, but it tries every receive once before waiting, which costs one
-/// extra system call per request; on a small machine that is what the server runs short of.
+/// extra system call per request; on a small machine system calls are what runs short.
+/// </para>
 /// </remarks>
 internal sealed unsafe partial class Epoll : IDisposable
 {
