@@ -32,7 +32,9 @@ public sealed record TlsClientOptions
 
 /// <summary>
 /// One connection to a TinyServer. Replies come back one line per request, in order, so requests may be
-/// pipelined: send several, then read as many replies. Not safe for concurrent use.
+/// pipelined: send several, then read as many replies. One <see cref="ReadReplyAsync"/> may run while one
+/// <see cref="SendAsync(string, CancellationToken)"/> does (a reader loop beside a writer loop, so that a read is
+/// always waiting and a line the server sends unasked is seen at once); otherwise not safe for concurrent use.
 /// </summary>
 public sealed class TinyServerClient : IAsyncDisposable
 {
@@ -176,7 +178,11 @@ public sealed class TinyServerClient : IAsyncDisposable
         await _stream.WriteAsync(_output.WrittenMemory, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Reads the next reply line; null when the server has closed the connection.</summary>
+    /// <summary>
+    /// Reads the next line the server sent; null when the server has closed the connection. That is the next reply,
+    /// or a notice the server sends unasked just before it closes (<see cref="Replies.IsClosingNotice"/>:
+    /// <c>ERROR IDLE_TIMEOUT</c>, <c>ERROR SHUTTING_DOWN</c>), which answers no request.
+    /// </summary>
     /// <exception cref="ServerClosedException">The server closed the connection in the middle of a reply line.</exception>
     /// <exception cref="ProtocolException">The reply line is longer than the limit.</exception>
     public async Task<string?> ReadReplyAsync(CancellationToken cancellationToken = default)

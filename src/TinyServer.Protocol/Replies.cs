@@ -21,6 +21,22 @@ public static class Replies
     /// <summary>True when <paramref name="reply"/> is the reply to QUIT (compared case-insensitively).</summary>
     public static bool IsBye(string reply) => reply.Equals(Wire.ByeText, StringComparison.OrdinalIgnoreCase);
 
+    /// <summary>
+    /// True when <paramref name="line"/> is a notice the server sends unasked just before it closes the connection
+    /// (<c>ERROR IDLE_TIMEOUT</c>, <c>ERROR SHUTTING_DOWN</c>; compared case-insensitively): it answers no request.
+    /// </summary>
+    public static bool IsClosingNotice(string line)
+    {
+        if (!IsError(line))
+        {
+            return false;
+        }
+
+        ReadOnlySpan<char> code = line.AsSpan(Wire.ErrorPrefixText.Length);
+        return code.Equals(ErrorCodes.Name(ErrorCode.IdleTimeout), StringComparison.OrdinalIgnoreCase)
+            || code.Equals(ErrorCodes.Name(ErrorCode.ShuttingDown), StringComparison.OrdinalIgnoreCase);
+    }
+
     /// <summary>True when <paramref name="command"/> is QUIT, which ends the session.</summary>
     public static bool IsQuit(string command) => Commands.Parse(Encoding.UTF8.GetBytes(command), out _) == Command.Quit;
 

@@ -1,4 +1,5 @@
 using TinyServer.ClientLibrary;
+using TinyServer.Protocol;
 using TinyServer.Tests.Infrastructure;
 
 namespace TinyServer.Tests.Server;
@@ -48,4 +49,40 @@ public class ClientLibraryTests
         await Assert.ThrowsAsync<ArgumentException>(() => client.SendAsync("ECHO a\nTIME", deadline.Token));
         Assert.Equal("ECHO still fine", await client.RequestAsync("ECHO still fine", deadline.Token));
     }
+
+    [Fact]
+    public async Task A_read_waiting_beside_sends_gets_each_reply_then_the_shutdown_notice_then_the_close()
+    {
+        await using TestServer server = await TestServer.StartAsync();
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        await using TinyServerClient client = await TinyServerClient.ConnectAsync("127.0.0.1", server.Port, deadline.Token);
+
+        // The read is already waiting when each command goes out (a reader loop beside a writer loop).
+        for (int i = 0; i < 3; i++)
+        {
+            Task<string?> reply = client.ReadReplyAsync(deadline.Token);
+            await client.SendAsync($"ECHO {i}", deadline.Token);
+            Assert.Equal($"ECHO {i}", await reply);
+        }
+
+        Task<string?> notice = client.ReadReplyAsync(deadline.Token);
+        await server.StopAsync();
+        Assert.Equal("ERROR SHUTTING_DOWN", await notice);
+        Assert.True(Replies.IsClosingNotice((await notice)!));
+        Assert.Null(await client.ReadReplyAsync(deadline.Token));
+    }
+
+    [Theory]
+    [InlineData("ERROR SHUTTING_DOWN", true)]
+    [InlineData("ERROR IDLE_TIMEOUT", true)]
+    [InlineData("error Idle_Timeout", true)]
+    [InlineData("ERROR UNKNOWN_COMMAND", false)]
+    [InlineData("ERROR LINE_TOO_LONG", false)]
+    [InlineData("ERROR TOO_MANY_CONNECTIONS", false)]
+    [InlineData("ERROR SHUTTING_DOWN NOW", false)]
+    [InlineData("ECHO ERROR SHUTTING_DOWN", false)]
+    [InlineData("SHUTTING_DOWN", false)]
+    [InlineData("BYE", false)]
+    [InlineData("", false)]
+    public void A_closing_notice_is_told_from_a_reply(string line, bool notice) => Assert.Equal(notice, Replies.IsClosingNotice(line));
 }
