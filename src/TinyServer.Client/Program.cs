@@ -8,14 +8,18 @@ const string Usage = """
            TinyServer.Client [--timeout SECONDS] --unix PATH [--interactive | --demo] [COMMAND ...]
 
       HOST PORT              the demo: TIME then QUIT, then ECHO Hello from client then QUIT, on two connections
-                             (when standard input is redirected, its lines are the commands instead)
+                             (when standard input is redirected, its lines are the commands instead: each is sent
+                             as soon as it is read, each reply printed as it comes; QUIT or end of input ends)
       HOST PORT COMMAND ...  sends each COMMAND (quote it: "ECHO hi there"), then QUIT
       --interactive          a prompt: type a command, see its reply; QUIT or Ctrl-D ends
       --demo                 the demo, whatever standard input is
-      --timeout SECONDS      limit for connecting and for each reply (default 10)
+      --timeout SECONDS      limit for connecting and for each reply (default 10); input may take its time
       --tls                  connect with TLS (the server's --tls-port); its certificate must be valid for HOST
       --insecure             with --tls: accept any certificate (a self-signed test server); warns on stderr
       --unix PATH            connect to the server's Unix domain socket at PATH instead of HOST PORT
+
+    A line the server sends unasked (ERROR SHUTTING_DOWN) is printed when it arrives; when the server closes the
+    connection, the client exits 5 at once, even while it waits for input.
 
     Exit codes: 0 ok, 1 an ERROR reply, 2 bad usage, 3 cannot connect (including a failed TLS handshake or an
     untrusted certificate), 4 timeout, 5 server closed the connection, 6 not the TinyServer protocol (wrong banner,
@@ -115,28 +119,14 @@ try
         return (int)await session.InteractiveAsync();
     }
 
-    if (commands.Count == 0 && !demo && Console.IsInputRedirected)
-    {
-        string? line;
-        while ((line = Console.In.ReadLine()) is not null)
-        {
-            if (!string.IsNullOrWhiteSpace(line))
-            {
-                commands.Add(line.TrimEnd('\r'));
-            }
-        }
-    }
-
     if (commands.Count > 0)
     {
         return (int)await session.RunAsync(commands);
     }
 
-    ExitCode first = await session.RunAsync(["TIME"]);
-    ExitCode second = await session.RunAsync(["ECHO Hello from client"]);
-    return (int)(first != ExitCode.Success ? first : second);
+    return (int)await (!demo && Console.IsInputRedirected ? session.StreamAsync() : session.DemoAsync());
 }
-catch (OperationCanceledException)
+catch (Exception e) when (e is OperationCanceledException or TimeoutException)
 {
     return Fail(ExitCode.Timeout, $"timed out after {timeout.TotalSeconds:0.###} s waiting for {target.Display}");
 }
