@@ -20,6 +20,12 @@ public enum ErrorCode
 
     /// <summary>The server is stopping; sent after the answers to every line already received, then the close.</summary>
     ShuttingDown,
+
+    /// <summary>
+    /// The first byte on a TLS port cannot start a TLS handshake (plain text, e.g. nc or telnet): sent in clear text
+    /// instead of the banner, then the close.
+    /// </summary>
+    TlsRequired,
 }
 
 public static class ErrorCodes
@@ -30,6 +36,7 @@ public static class ErrorCodes
     private static ReadOnlySpan<byte> TooManyConnectionsLine => "ERROR TOO_MANY_CONNECTIONS\n"u8;
     private static ReadOnlySpan<byte> IdleTimeoutLine => "ERROR IDLE_TIMEOUT\n"u8;
     private static ReadOnlySpan<byte> ShuttingDownLine => "ERROR SHUTTING_DOWN\n"u8;
+    private static ReadOnlySpan<byte> TlsRequiredLine => "ERROR TLS_REQUIRED\n"u8;
 
     /// <summary>The whole reply line for <paramref name="code"/>, LF included.</summary>
     public static ReadOnlySpan<byte> ReplyLine(ErrorCode code) => code switch
@@ -40,6 +47,7 @@ public static class ErrorCodes
         ErrorCode.TooManyConnections => TooManyConnectionsLine,
         ErrorCode.IdleTimeout => IdleTimeoutLine,
         ErrorCode.ShuttingDown => ShuttingDownLine,
+        ErrorCode.TlsRequired => TlsRequiredLine,
         _ => throw new ArgumentOutOfRangeException(nameof(code)),
     };
 
@@ -52,6 +60,7 @@ public static class ErrorCodes
         ErrorCode.TooManyConnections => "TOO_MANY_CONNECTIONS",
         ErrorCode.IdleTimeout => "IDLE_TIMEOUT",
         ErrorCode.ShuttingDown => "SHUTTING_DOWN",
+        ErrorCode.TlsRequired => "TLS_REQUIRED",
         _ => throw new ArgumentOutOfRangeException(nameof(code)),
     };
 }

@@ -40,6 +40,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 6, Level = LogLevel.Information, Message = "PROXY protocol: {Accepted} headers accepted; closed without a reply: {Untrusted} from untrusted peers, {Invalid} invalid headers, {TimedOut} timed out, {ClosedEarly} closed before a complete header")]
     public static partial void ProxySummary(ILogger logger, long accepted, long untrusted, long invalid, long timedOut, long closedEarly);
 
+    [LoggerMessage(EventId = 30, Level = LogLevel.Debug, Message = "TLS connection {ConnectionId} from {Remote} closed: {Reason}")]
+    public static partial void TlsClosed(ILogger logger, string connectionId, EndPoint? remote, string reason);
+
     [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "Cannot accept connections on {EndPoint}: {Error}; retrying with a backoff up to 1 s until it works")]
     public static partial void AcceptFailed(ILogger logger, EndPoint endPoint, string error);
 

@@ -16,6 +16,18 @@ public static class RejectionReasons
     /// <summary><see cref="ServerOptions.MaxConnectionsPerAddress"/> connections from the client's address were being served.</summary>
     public const string MaxConnectionsPerAddress = "max_connections_per_address";
 
+    /// <summary>A TLS port got a first byte that cannot start a TLS handshake (plain text): answered <c>ERROR TLS_REQUIRED</c>.</summary>
+    public const string TlsRequired = "tls_required";
+
+    /// <summary>
+    /// A TLS port's client did not complete its handshake: it failed, the handshake timeout passed, or the client
+    /// closed first (shutdown is not counted).
+    /// </summary>
+    public const string TlsHandshake = "tls_handshake";
+
+    /// <summary>A TLS 1.2 client asked to renegotiate its session: refused, and the connection closed.</summary>
+    public const string TlsRenegotiation = "tls_renegotiation";
+
     /// <summary>The name of a PROXY protocol rejection, e.g. <c>proxy_untrusted_peer</c>, <c>proxy_timeout</c>.</summary>
     public static string Proxy(ProxyRejection rejection) => rejection switch
     {
@@ -48,7 +60,7 @@ public sealed class ServerMetrics
     private const int CommandSlot = 2; // + (int)Command, for Time, Echo, Help, Quit.
     private const int ErrorSlot = 8; // + (int)ErrorCode.
     private const int CommandKinds = (int)Command.Quit + 1;
-    private const int ErrorCodes = (int)ErrorCode.ShuttingDown + 1;
+    private const int ErrorCodes = (int)ErrorCode.TlsRequired + 1;
 
     private static readonly Command[] ReportedCommands = [Command.Time, Command.Echo, Command.Help, Command.Quit];
     private static readonly int BannerLength = Wire.Banner.Length;
@@ -95,7 +107,12 @@ public sealed class ServerMetrics
     /// A connection was turned away: counted under <paramref name="reason"/> (see <see cref="RejectionReasons"/>). The
     /// PROXY protocol rejections are not reported here: they are read from the <see cref="ConnectionTracker"/>.
     /// </summary>
-    public void Rejected(string reason) => Interlocked.Increment(ref _rejected.GetOrAdd(reason, static _ => new StrongBox<long>()).Value);
+    public void Rejected(string reason) => Interlocked.Increment(ref Rejections(reason));
+
+    /// <summary>Reports <paramref name="reason"/> from now on, at 0 until counted, so that a dashboard sees the series before the first rejection.</summary>
+    public void ReportRejections(string reason) => Rejections(reason);
+
+    private ref long Rejections(string reason) => ref _rejected.GetOrAdd(reason, static _ => new StrongBox<long>()).Value;
 
     /// <summary>The handler wrote the banner.</summary>
     public void BannerSent() => Interlocked.Add(ref Stripe(BytesOutSlot), BannerLength);

@@ -1,10 +1,6 @@
 using System.Net;
-using System.Security.Authentication;
 using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
-using Microsoft.AspNetCore.Server.Kestrel.Https;
 
 namespace TinyServer.Server;
 
@@ -44,15 +40,7 @@ public static class TinyServerHost
                     kestrel.Listen(address, tlsPort, listen =>
                     {
                         listeners.Tls.Add(listen);
-                        listen.UseHttps(new HttpsConnectionAdapterOptions
-                        {
-                            ServerCertificate = certificate,
-                            SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
-                            HandshakeTimeout = TimeSpan.FromSeconds(options.TlsHandshakeTimeoutSeconds),
-                            // Kestrel offers the HTTP protocols by ALPN; this is not HTTP, so offer none.
-                            OnAuthenticate = static (_, ssl) => ssl.ApplicationProtocols = null,
-                        });
-                        listen.Use(next => connection => CloseTlsAsync(next, connection));
+                        TlsGate.Use(listen, options, certificate);
                         listen.UseConnectionHandler<LineConnectionHandler>();
                     });
                 }
@@ -80,6 +68,7 @@ public static class TinyServerHost
         builder.Services.AddSingleton<IConnectionListenerFactory, BackoffSocketTransport>();
         builder.Services.AddSingleton<ConnectionTracker>();
         builder.Services.AddSingleton<ProxyProtocolMiddleware>();
+        builder.Services.AddSingleton<TlsGate>();
         builder.Services.AddMetrics();
         builder.Services.AddSingleton<ServerMetrics>();
         if (options.MetricsExporter != MetricsExporter.None)
@@ -106,33 +95,6 @@ public static class TinyServerHost
 
         return app;
     }
-
-    /// <summary>
-    /// Ends a TLS connection the way TLS wants: with a close_notify alert after the last reply, which Kestrel leaves
-    /// out. Without it a strict client (openssl s_client) cannot tell our close from a truncation attack.
-    /// </summary>
-    private static async Task CloseTlsAsync(ConnectionDelegate next, ConnectionContext connection)
-    {
-        await next(connection);
-        if (connection.ConnectionClosed.IsCancellationRequested || connection.Features.Get<ISslStreamFeature>()?.SslStream is not { } ssl)
-        {
-            return;
-        }
-
-        // A peer that does not read may leave no room for the alert: wait a little, never for long.
-        Task shutdown = ssl.ShutdownAsync();
-        try
-        {
-            await shutdown.WaitAsync(CloseNotifyTimeout);
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or TimeoutException or ConnectionAbortedException)
-        {
-            _ = shutdown.ContinueWith(static t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
-        }
-    }
-
-    /// <summary>How long a TLS connection's close waits for its close_notify alert to be written.</summary>
-    private static readonly TimeSpan CloseNotifyTimeout = TimeSpan.FromSeconds(1);
 
     /// <summary>The plain TCP endpoints Kestrel bound, with the real ports when port 0 was asked for. Valid once started.</summary>
     public static IReadOnlyList<IPEndPoint> BoundEndPoints(WebApplication app) =>

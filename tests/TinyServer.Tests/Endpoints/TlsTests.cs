@@ -53,14 +53,15 @@ public sealed class TlsTests
     }
 
     [Fact]
-    public async Task A_plain_text_client_on_the_tls_port_gets_no_banner_and_is_closed()
+    public async Task A_plain_text_client_on_the_tls_port_gets_no_banner_only_tls_required_and_is_closed()
     {
         await using TestServer server = await TestServer.StartAsync(Tls());
         await using RawConnection client = await RawConnection.ConnectAsync(server.TlsEndPoint!);
         await client.SendAsync("TIME\nQUIT\n");
 
-        // The server waits for a TLS ClientHello; a plain line is a failed handshake: closed, nothing in clear text.
-        Assert.Empty(await client.ReadLinesToEndAsync());
+        // The server waits for a TLS ClientHello; plain text is told so in one clear-text line, then closed.
+        Assert.Equal(["ERROR TLS_REQUIRED"], await client.ReadLinesToEndAsync());
+        Assert.Equal(0, server.Tracker.Accepted);
         Assert.Empty(server.Warnings);
         await using RawConnection next = await RawConnection.ConnectTlsAsync(server.TlsEndPoint!, SslProtocols.Tls13, TestCertificate.Instance.Certificate);
         Assert.Equal("WELCOME, I'm TinyServer not pressure", await next.ReadLineAsync());

@@ -1,0 +1,393 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using TinyServer.Protocol;
+
+namespace TinyServer.Server;
+
+/// <summary>
+/// The TLS endpoints' connection middleware, around Kestrel's <c>UseHttps</c> (only the TLS listeners have it):
+/// <list type="bullet">
+/// <item>Before the handshake it peeks at the first byte without consuming it. A TLS client's first record is a
+/// handshake (content type 0x16); anything else is plain text (nc, telnet), answered <c>ERROR TLS_REQUIRED</c> in
+/// clear text at once, then closed.</item>
+/// <item>Until the handshake is complete, the handshake timeout (counted from the accept) and shutdown close the
+/// connection at once: it holds no request, so nothing is lost, and shutdown does not wait for it.</item>
+/// <item>After the handler, the close_notify alert. A TLS 1.2 client that asked to renegotiate (refused by
+/// SslStream, which fails the read that received the request) leaves OpenSSL in mid-handshake, where no alert can
+/// be sent: the connection is closed without it, and counted. A fatal TLS error (a corrupt record) does the same,
+/// and is closed alike, but not counted as a renegotiation: the handler's failed read tells them apart.</item>
+/// </list>
+/// Each refusal is counted under a <c>tls_*</c> reason of <c>tinyserver.connections.rejected</c> and logged at Debug only.
+/// </summary>
+public sealed class TlsGate
+{
+    /// <summary>The content type of a TLS handshake record, which every TLS client sends first.</summary>
+    private const byte HandshakeRecord = 0x16;
+
+    /// <summary>How long a TLS connection's close waits for its close_notify alert to be written.</summary>
+    private static readonly TimeSpan CloseNotifyTimeout = TimeSpan.FromSeconds(1);
+
+    private readonly ServerOptions _options;
+    private readonly ServerMetrics _metrics;
+    private readonly TimeProvider _time;
+    private readonly ILogger<TlsGate> _logger;
+    private readonly TimeSpan _handshakeTimeout;
+
+    public TlsGate(ServerOptions options, ServerMetrics metrics, TimeProvider time, ILogger<TlsGate> logger)
+    {
+        _options = options;
+        _metrics = metrics;
+        _time = time;
+        _logger = logger;
+        _handshakeTimeout = TimeSpan.FromSeconds(options.TlsHandshakeTimeoutSeconds);
+        metrics.ReportRejections(RejectionReasons.TlsRequired);
+        metrics.ReportRejections(RejectionReasons.TlsHandshake);
+        metrics.ReportRejections(RejectionReasons.TlsRenegotiation);
+    }
+
+    private enum FirstByte
+    {
+        Handshake,
+        PlainText,
+        Closed,
+        Expired,
+    }
+
+    /// <summary>Makes <paramref name="listen"/> a TLS endpoint: the gate, Kestrel's TLS with <paramref name="certificate"/>, and the close. The handler comes after.</summary>
+    public static void Use(ListenOptions listen, ServerOptions options, X509Certificate2 certificate)
+    {
+        TlsGate gate = listen.ApplicationServices.GetRequiredService<TlsGate>();
+        listen.Use(next => connection => gate.OnConnectedAsync(connection, next));
+        listen.UseHttps(new HttpsConnectionAdapterOptions
+        {
+            ServerCertificate = certificate,
+            SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+            // Kestrel's own timer starts after the first byte: the gate's, from the accept, ends a slow handshake first.
+            HandshakeTimeout = TimeSpan.FromSeconds(options.TlsHandshakeTimeoutSeconds),
+            // Kestrel offers the HTTP protocols by ALPN; this is not HTTP, so offer none.
+            OnAuthenticate = static (_, ssl) => ssl.ApplicationProtocols = null,
+        });
+        listen.Use(next => connection => gate.OnHandshakeCompleteAsync(connection, next));
+    }
+
+    /// <summary>In front of <c>UseHttps</c>, on the connection's own bytes.</summary>
+    private async Task OnConnectedAsync(ConnectionContext connection, ConnectionDelegate next)
+    {
+        using var pending = new PendingHandshake(connection, _handshakeTimeout, _time);
+        switch (await PeekAsync(connection.Transport.Input, pending.Token))
+        {
+            case FirstByte.PlainText:
+                await RefuseAsync(connection, pending.Token);
+                return;
+            case FirstByte.Closed:
+                NotCompleted(connection, "closed before a TLS handshake");
+                return;
+            case FirstByte.Expired:
+                NotCompleted(connection, "no TLS handshake within the timeout");
+                return;
+        }
+
+        connection.Features.Set(pending);
+        pending.AbortOnEnd(connection);
+        await next(connection);
+        if (!pending.Completed)
+        {
+            NotCompleted(connection, "the TLS handshake failed, timed out or was cut");
+        }
+    }
+
+    /// <summary>After <c>UseHttps</c>: the handshake is complete.</summary>
+    private async Task OnHandshakeCompleteAsync(ConnectionContext connection, ConnectionDelegate next)
+    {
+        connection.Features.Get<PendingHandshake>()?.Complete();
+        var session = new WatchedSession(connection.Transport);
+        connection.Transport = session;
+        await next(connection);
+        await CloseNotifyAsync(connection, session.ReadFailure);
+    }
+
+    /// <summary>Waits for the first byte, consuming nothing: SslStream then reads the same bytes at once.</summary>
+    private static async Task<FirstByte> PeekAsync(PipeReader input, CancellationToken end)
+    {
+        try
+        {
+            while (true)
+            {
+                ReadResult result = await input.ReadAsync(end);
+                ReadOnlySequence<byte> buffer = result.Buffer;
+                if (!buffer.IsEmpty)
+                {
+                    FirstByte first = First(buffer) == HandshakeRecord ? FirstByte.Handshake : FirstByte.PlainText;
+                    input.AdvanceTo(buffer.Start); // Nothing consumed, nothing examined.
+                    return first;
+                }
+
+                input.AdvanceTo(buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    return FirstByte.Closed;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (end.IsCancellationRequested)
+        {
+            return FirstByte.Expired;
+        }
+        catch (Exception e) when (e is IOException or ConnectionAbortedException or ConnectionResetException)
+        {
+            return FirstByte.Closed;
+        }
+    }
+
+    private static byte First(in ReadOnlySequence<byte> buffer)
+    {
+        new SequenceReader<byte>(buffer).TryPeek(out byte first);
+        return first;
+    }
+
+    /// <summary>Plain text on the TLS port: one error line in clear text, then a graceful close.</summary>
+    private async Task RefuseAsync(ConnectionContext connection, CancellationToken end)
+    {
+        Responses.WriteError(connection.Transport.Output, ErrorCode.TlsRequired);
+        _metrics.Rejected(RejectionReasons.TlsRequired);
+        _metrics.ErrorSent(ErrorCode.TlsRequired);
+        Closed(connection, "plain text on the TLS port");
+        try
+        {
+            if (!(await connection.Transport.Output.FlushAsync()).IsCompleted)
+            {
+                await LingerAsync(connection.Transport.Input, end);
+            }
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ConnectionResetException)
+        {
+            // Gone already.
+        }
+    }
+
+    /// <summary>
+    /// As the handler does before a close: reads and discards what the client still sends (the rest of its line),
+    /// until it closes, pauses for <see cref="LineConnectionHandler.QuietPeriod"/>, the linger timeout passes, or
+    /// the handshake timeout or shutdown ends the wait. Closing with unread input would reset the connection and
+    /// could drop the error line.
+    /// </summary>
+    private async Task LingerAsync(PipeReader input, CancellationToken end)
+    {
+        long deadline = Environment.TickCount64 + (_options.LingerTimeoutSeconds * 1000L);
+        using var quiet = CancellationTokenSource.CreateLinkedTokenSource(end);
+        try
+        {
+            while (deadline - Environment.TickCount64 is > 0 and var left)
+            {
+                quiet.CancelAfter(TimeSpan.FromMilliseconds(Math.Min(LineConnectionHandler.QuietPeriod.TotalMilliseconds, left)));
+                ReadResult result = await input.ReadAsync(quiet.Token);
+                input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The client paused, or the wait is over.
+        }
+        catch (Exception e) when (e is IOException or ConnectionResetException)
+        {
+            // The client reset or vanished.
+        }
+    }
+
+    /// <summary>
+    /// Ends a TLS connection the way TLS wants: with a close_notify alert after the last reply, which Kestrel leaves
+    /// out. Without it a strict client (openssl s_client) cannot tell our close from a truncation attack.
+    /// </summary>
+    /// <param name="connection">The connection, its handler done.</param>
+    /// <param name="readFailure">What ended the handler's reading, if a read failed.</param>
+    private async Task CloseNotifyAsync(ConnectionContext connection, IOException? readFailure)
+    {
+        if (connection.ConnectionClosed.IsCancellationRequested || connection.Features.Get<ISslStreamFeature>()?.SslStream is not { } ssl)
+        {
+            return;
+        }
+
+        Task shutdown;
+        try
+        {
+            shutdown = ssl.ShutdownAsync();
+        }
+        catch (CryptographicException)
+        {
+            // OpenSSL is back in a handshake state ("shutdown while in init"), where no alert can be sent: close
+            // without one. A TLS 1.2 client's renegotiation request does that: SslStream refuses it by failing the
+            // read with an IOException of its own (no inner exception). So does a fatal TLS error, such as a corrupt
+            // record, whose IOException carries OpenSSL's error: closed too, but not a renegotiation.
+            if (readFailure is { InnerException: null })
+            {
+                Rejected(connection, RejectionReasons.TlsRenegotiation, "renegotiation refused");
+            }
+            else
+            {
+                Closed(connection, "TLS error after the handshake");
+            }
+
+            return;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or NotSupportedException)
+        {
+            return; // The stream failed or was closed already: nothing more can be sent.
+        }
+
+        // A peer that does not read may leave no room for the alert: wait a little, never for long.
+        try
+        {
+            await shutdown.WaitAsync(CloseNotifyTimeout);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or TimeoutException or OperationCanceledException)
+        {
+            _ = shutdown.ContinueWith(static t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        }
+    }
+
+    /// <summary>No handshake completed: counted, unless shutdown ended it (not the client's doing).</summary>
+    private void NotCompleted(ConnectionContext connection, string detail)
+    {
+        if (connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested.IsCancellationRequested == true)
+        {
+            Closed(connection, "shutting down before the TLS handshake completed");
+        }
+        else
+        {
+            Rejected(connection, RejectionReasons.TlsHandshake, detail);
+        }
+    }
+
+    private void Rejected(ConnectionContext connection, string reason, string detail)
+    {
+        _metrics.Rejected(reason);
+        Closed(connection, detail);
+    }
+
+    private void Closed(ConnectionContext connection, string detail)
+    {
+        if (_logger.IsEnabled(LogLevel.Debug))
+        {
+            Log.TlsClosed(_logger, connection.ConnectionId, connection.RemoteEndPoint, detail);
+        }
+    }
+
+    /// <summary>The TLS session's pipes as the handler sees them; keeps the exception that failed a read.</summary>
+    private sealed class WatchedSession(IDuplexPipe session) : PipeReader, IDuplexPipe
+    {
+        private readonly PipeReader _input = session.Input;
+
+        /// <summary>The IOException a read threw (SslStream's, e.g. a renegotiation refused), if one did.</summary>
+        public IOException? ReadFailure { get; private set; }
+
+        public PipeReader Input => this;
+
+        public PipeWriter Output { get; } = session.Output;
+
+        public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+        {
+            ValueTask<ReadResult> read;
+            try
+            {
+                read = _input.ReadAsync(cancellationToken);
+            }
+            catch (IOException e)
+            {
+                ReadFailure = e;
+                throw;
+            }
+
+            return read.IsCompletedSuccessfully ? read : WatchAsync(read);
+        }
+
+        public override bool TryRead(out ReadResult result)
+        {
+            try
+            {
+                return _input.TryRead(out result);
+            }
+            catch (IOException e)
+            {
+                ReadFailure = e;
+                throw;
+            }
+        }
+
+        public override void AdvanceTo(SequencePosition consumed) => _input.AdvanceTo(consumed);
+
+        public override void AdvanceTo(SequencePosition consumed, SequencePosition examined) => _input.AdvanceTo(consumed, examined);
+
+        public override void CancelPendingRead() => _input.CancelPendingRead();
+
+        public override void Complete(Exception? exception = null) => _input.Complete(exception);
+
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+        private async ValueTask<ReadResult> WatchAsync(ValueTask<ReadResult> read)
+        {
+            try
+            {
+                return await read.ConfigureAwait(false);
+            }
+            catch (IOException e)
+            {
+                ReadFailure = e;
+                throw;
+            }
+        }
+    }
+
+    /// <summary>
+    /// A connection's handshake until it completes: ends at the handshake timeout (from the accept) or when
+    /// shutdown asks the connection to close. Kept in the connection's features for the middleware after UseHttps.
+    /// </summary>
+    private sealed class PendingHandshake : IDisposable
+    {
+        private readonly CancellationTokenSource _end;
+        private readonly CancellationTokenRegistration _onShutdown;
+        private CancellationTokenRegistration _abort;
+        private volatile bool _completed;
+
+        public PendingHandshake(ConnectionContext connection, TimeSpan timeout, TimeProvider time)
+        {
+            _end = new CancellationTokenSource(timeout, time);
+            _onShutdown = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?
+                .ConnectionClosedRequested.Register(static state => ((CancellationTokenSource)state!).Cancel(), _end) ?? default;
+        }
+
+        /// <summary>Canceled at the handshake timeout or on shutdown.</summary>
+        public CancellationToken Token => _end.Token;
+
+        public bool Completed => _completed;
+
+        /// <summary>From now until <see cref="Complete"/>, the end aborts the connection: Kestrel's handshake takes no token of ours.</summary>
+        public void AbortOnEnd(ConnectionContext connection) =>
+            _abort = _end.Token.Register(static state => ((ConnectionContext)state!).Abort(new ConnectionAbortedException("No TLS handshake in time, or shutting down.")), connection);
+
+        /// <summary>The handshake is done: from now on the timeout and shutdown are the handler's (which drains).</summary>
+        public void Complete()
+        {
+            _completed = true;
+            Dispose();
+        }
+
+        public void Dispose()
+        {
+            _abort.Dispose(); // Waits for an abort under way; none comes after.
+            _onShutdown.Dispose();
+            _end.Dispose();
+        }
+    }
+}

@@ -1,0 +1,198 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Text.RegularExpressions;
+using TinyServer.Tests.Infrastructure;
+
+namespace TinyServer.Tests.Endpoints;
+
+/// <summary>
+/// The TLS port of a server process against real peers: a TLS 1.2 renegotiation from <c>openssl s_client</c>, a
+/// plain-text line from <c>nc</c>, and SIGTERM while handshakes are pending. On both transports.
+/// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
+public sealed partial class TlsProcessTests
+{
+    [Theory]
+    [InlineData("epoll")]
+    [InlineData("sockets")]
+    public async Task A_renegotiation_request_is_refused_closed_and_counted_without_a_log_above_debug(string transport)
+    {
+        (ServerProcess server, IPEndPoint tls, Uri metrics) = await StartAsync(transport, "--log-level", "Debug", "--metrics-exporter", "prometheus", "--prometheus-port", "0");
+        await using (server)
+        {
+            using Process openssl = ProcessRunner.Start(ProcessRunner.RequireTool("openssl"), ["s_client", "-connect", $"127.0.0.1:{tls.Port}", "-tls1_2", "-no_ign_eof"]);
+            try
+            {
+                Task<string> errors = openssl.StandardError.ReadToEndAsync();
+                await openssl.StandardInput.WriteAsync("TIME\n");
+                await openssl.StandardInput.FlushAsync();
+                string? line;
+                while ((line = await openssl.StandardOutput.ReadLineAsync().WaitAsync(Timeouts.Read)) is not null && !line.StartsWith("TIME ", StringComparison.Ordinal))
+                {
+                }
+
+                Assert.NotNull(line); // The session works before the renegotiation.
+
+                // s_client's "R" command: a new ClientHello on the established TLS 1.2 session.
+                await openssl.StandardInput.WriteAsync("R\n");
+                await openssl.StandardInput.FlushAsync();
+
+                // The server closes: s_client ends although its input is still open.
+                await openssl.WaitForExitAsync().WaitAsync(Timeouts.Read);
+                string rest = await openssl.StandardOutput.ReadToEndAsync().WaitAsync(Timeouts.Read);
+                Assert.Contains("RENEGOTIATING", rest + await errors.WaitAsync(Timeouts.Read), StringComparison.Ordinal);
+            }
+            finally
+            {
+                if (!openssl.HasExited)
+                {
+                    openssl.Kill();
+                }
+            }
+
+            long refused = await RejectedAsync(metrics, "tls_renegotiation", 1);
+            Assert.Equal(0, await server.StopAsync());
+            AssertNothingAboveInformation(server);
+            Assert.Contains(server.Output, l => l.Contains("dbug:", StringComparison.Ordinal) && l.Contains("renegotiation refused", StringComparison.Ordinal));
+            Assert.Equal(1, refused);
+        }
+    }
+
+    [Theory]
+    [InlineData("epoll")]
+    [InlineData("sockets")]
+    public async Task Nc_sending_a_plain_line_to_the_tls_port_gets_tls_required_at_once(string transport)
+    {
+        (ServerProcess server, IPEndPoint tls, _) = await StartAsync(transport);
+        await using (server)
+        {
+            var clock = Stopwatch.StartNew();
+            ProcessResult nc = await ProcessRunner.RunAsync(ProcessRunner.RequireTool("nc"), ["127.0.0.1", tls.Port.ToString(CultureInfo.InvariantCulture)], standardInput: "TIME\n");
+
+            Assert.Equal("ERROR TLS_REQUIRED\n", nc.StandardOutput);
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"nc ended after {clock.Elapsed}; the handshake timeout is 10 s");
+            Assert.Equal(0, nc.ExitCode);
+            Assert.Equal(0, await server.StopAsync());
+            AssertNothingAboveInformation(server);
+        }
+    }
+
+    [Theory]
+    [InlineData("epoll")]
+    [InlineData("sockets")]
+    public async Task Sigterm_closes_pending_handshakes_at_once_and_still_drains_tls_sessions(string transport)
+    {
+        (ServerProcess server, IPEndPoint tls, _) = await StartAsync(transport, "--shutdown-timeout", "5", "--log-level", "Debug");
+        await using (server)
+        {
+            int before = server.OpenDescriptors();
+            var silent = new List<RawConnection>();
+            var halfway = new List<RawConnection>();
+            try
+            {
+                for (int i = 0; i < 20; i++)
+                {
+                    silent.Add(await RawConnection.ConnectAsync(tls)); // Not a byte sent.
+                }
+
+                for (int i = 0; i < 5; i++)
+                {
+                    RawConnection connection = await RawConnection.ConnectAsync(tls);
+                    await connection.SendAsync([0x16, 0x03, 0x01, 0x00, 0x40, 0x01]); // A ClientHello begun, never finished.
+                    halfway.Add(connection);
+                }
+
+                await using RawConnection session = await RawConnection.ConnectTlsAsync(tls, SslProtocols.Tls13, TestCertificate.Instance.Certificate);
+                Assert.Equal("WELCOME, I'm TinyServer not pressure", await session.ReadLineAsync());
+                await WaitForDescriptorsAsync(server, before + silent.Count + halfway.Count + 1);
+
+                var stopping = Stopwatch.StartNew();
+                server.Terminate();
+                Assert.Equal(0, await server.WaitForExitAsync());
+                Assert.True(stopping.Elapsed < TimeSpan.FromSeconds(2), $"stopped after {stopping.Elapsed}; the shutdown timeout is 5 s");
+
+                Assert.Equal(["ERROR SHUTTING_DOWN"], await session.ReadLinesToEndAsync());
+                foreach (RawConnection pending in silent.Concat(halfway))
+                {
+                    Assert.Empty(await pending.ReadLinesToEndAsync());
+                }
+
+                Assert.EndsWith("Stopped after 1 connections (0 more turned away at the limit): 1 connections drained, 0 aborted", server.Output[^1], StringComparison.Ordinal);
+                AssertNothingAboveInformation(server);
+            }
+            finally
+            {
+                foreach (RawConnection connection in silent.Concat(halfway))
+                {
+                    await connection.DisposeAsync();
+                }
+            }
+        }
+    }
+
+    private static async Task<(ServerProcess Server, IPEndPoint Tls, Uri Metrics)> StartAsync(string transport, params string[] extra)
+    {
+        TestCertificate certificate = TestCertificate.Instance;
+        ServerProcess server = await ServerProcess.StartAsync(
+            ["--port", "0", "--bind", "127.0.0.1", "--transport", transport, "--tls-port", "0", "--tls-cert", certificate.CertificatePem, "--tls-key", certificate.KeyPem, .. extra]);
+        try
+        {
+            string tlsLine = await server.WaitForLineAsync(" (TLS)");
+            var tls = new IPEndPoint(IPAddress.Loopback, int.Parse(TlsPort().Match(tlsLine).Groups[1].Value, CultureInfo.InvariantCulture));
+            Uri metrics = extra.Contains("prometheus")
+                ? new Uri((await server.WaitForLineAsync("Prometheus metrics on http://127.0.0.1:")).Split(' ')[^1])
+                : new Uri("http://127.0.0.1/");
+            return (server, tls, metrics);
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Scrapes until the reason's count is <paramref name="expected"/> (at most Timeouts.Read); returns the last count, -1 for none.</summary>
+    private static async Task<long> RejectedAsync(Uri metrics, string reason, long expected)
+    {
+        using var http = new HttpClient { Timeout = Timeouts.Read };
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        var series = new Regex($"^tinyserver_connections_rejected_total\\{{otel_scope_name=\"TinyServer\",reason=\"{reason}\"\\}} (\\d+)", RegexOptions.Multiline);
+        long count = -1;
+        while (!deadline.IsCancellationRequested)
+        {
+            Match match = series.Match(await http.GetStringAsync(metrics, CancellationToken.None));
+            count = match.Success ? long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : -1;
+            if (count == expected)
+            {
+                break;
+            }
+
+            await Task.Delay(100, CancellationToken.None);
+        }
+
+        return count;
+    }
+
+    private static async Task WaitForDescriptorsAsync(ServerProcess server, int count)
+    {
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        while (server.OpenDescriptors() < count)
+        {
+            await Task.Delay(20, deadline.Token);
+        }
+    }
+
+    private static void AssertNothingAboveInformation(ServerProcess server)
+    {
+        foreach (string line in server.Output)
+        {
+            Assert.DoesNotMatch(@"\b(warn|fail|crit):|Exception|\s+at [\w.]+\(", line);
+        }
+    }
+
+    [GeneratedRegex(@"Listening on 127\.0\.0\.1:(\d+) \(TLS\)$")]
+    private static partial Regex TlsPort();
+}
