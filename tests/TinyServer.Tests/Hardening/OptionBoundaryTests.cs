@@ -6,39 +6,38 @@ namespace TinyServer.Tests.Hardening;
 public class OptionBoundaryTests
 {
     [Theory]
-    [InlineData("--max-line-length", 16, 1_048_576)]
-    [InlineData("--max-connections", 1, 1_000_000)]
-    [InlineData("--idle-timeout", 0, 86_400)]
-    [InlineData("--max-read-buffer", 4096, 67_108_864)]
-    [InlineData("--max-write-buffer", 4096, 67_108_864)]
-    [InlineData("--linger-timeout", 0, 60)]
-    [InlineData("--shutdown-timeout", 0, 3600)]
-    [InlineData("--proxy-header-timeout", 3, 60)]
-    [InlineData("--max-connections-per-address", 0, 1_000_000)]
-    [InlineData("--io-threads", 0, 1024)]
-    [InlineData("--io-queues", 0, 64)]
-    public void Each_limit_is_accepted_at_its_bounds_and_refused_beyond(string option, int min, int max)
+    [InlineData("--max-line-length", nameof(ServerOptions.MaxLineLength), 16, 1_048_576)]
+    [InlineData("--max-connections", nameof(ServerOptions.MaxConnections), 1, 1_000_000)]
+    [InlineData("--idle-timeout", nameof(ServerOptions.IdleTimeoutSeconds), 0, 86_400)]
+    [InlineData("--max-read-buffer", nameof(ServerOptions.MaxReadBuffer), 4096, 67_108_864)]
+    [InlineData("--max-write-buffer", nameof(ServerOptions.MaxWriteBuffer), 4096, 67_108_864)]
+    [InlineData("--linger-timeout", nameof(ServerOptions.LingerTimeoutSeconds), 0, 60)]
+    [InlineData("--shutdown-timeout", nameof(ServerOptions.ShutdownTimeoutSeconds), 0, 3600)]
+    [InlineData("--proxy-header-timeout", nameof(ServerOptions.ProxyHeaderTimeoutSeconds), 3, 60)]
+    [InlineData("--max-connections-per-address", nameof(ServerOptions.MaxConnectionsPerAddress), 0, 1_000_000)]
+    [InlineData("--io-threads", nameof(ServerOptions.IoThreads), 0, 1024)]
+    [InlineData("--io-queues", nameof(ServerOptions.IoQueues), 0, 64)]
+    public void Each_limit_is_accepted_at_its_bounds_and_refused_beyond(string option, string property, int min, int max)
     {
+        // Accepted: the value lands in its own property and every other number set by an option keeps its default.
+        var defaults = new ServerOptions();
         foreach (int value in new[] { min, min + 1, max - 1, max })
         {
-            Assert.NotNull(Load(option, value));
+            ServerOptions options = Load(option, value);
+            foreach (System.Reflection.PropertyInfo number in typeof(ServerOptions).GetProperties().Where(p => p.PropertyType == typeof(int) && p.SetMethod is not null))
+            {
+                int expected = number.Name == property ? value : (int)number.GetValue(defaults)!;
+                Assert.True(expected.Equals(number.GetValue(options)), $"{option} {value}: {number.Name} is {number.GetValue(options)}, expected {expected}");
+            }
         }
 
+        // Refused, with a message that names the option and the value.
         foreach (int value in new[] { min - 1, max + 1 })
         {
             OptionsException error = Assert.Throws<OptionsException>(() => Load(option, value));
             Assert.Contains(option, error.Message, StringComparison.Ordinal);
+            Assert.Contains($"'{value}'", error.Message, StringComparison.Ordinal);
         }
-    }
-
-    [Fact]
-    public void Values_land_in_the_options()
-    {
-        ServerOptions options = ServerOptionsLoader.Load(
-            ["--max-connections", "7", "--idle-timeout", "9", "--max-read-buffer", "5000", "--max-write-buffer", "6000", "--linger-timeout", "3", "--shutdown-timeout", "4"],
-            new Dictionary<string, string>(),
-            settingsFile: null)!;
-        Assert.Equal((7, 9, 5000, 6000, 3, 4), (options.MaxConnections, options.IdleTimeoutSeconds, options.MaxReadBuffer, options.MaxWriteBuffer, options.LingerTimeoutSeconds, options.ShutdownTimeoutSeconds));
     }
 
     [Fact]
@@ -102,6 +101,7 @@ public class OptionBoundaryTests
         Assert.Equal((TransportKind.Epoll, 0, true, Math.Min(Environment.ProcessorCount, 16), true), (options.Transport, options.IoThreads, options.InlineIo, options.IoQueues, options.WaitForData));
     }
 
-    private static ServerOptions? Load(string option, int value) =>
-        ServerOptionsLoader.Load([option, value.ToString(System.Globalization.CultureInfo.InvariantCulture)], new Dictionary<string, string>(), settingsFile: null);
+    private static ServerOptions Load(string option, int value) =>
+        ServerOptionsLoader.Load([option, value.ToString(System.Globalization.CultureInfo.InvariantCulture)], new Dictionary<string, string>(), settingsFile: null)
+        ?? throw new InvalidOperationException("Load returned no options (it does only for --help)");
 }
