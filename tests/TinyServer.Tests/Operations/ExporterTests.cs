@@ -63,18 +63,35 @@ public class ExporterTests
             [.. AnyPortOnLoopback, "--metrics-exporter", "otlp", "--otlp-protocol", "http", "--otlp-endpoint", collector.Url, "--metrics-interval", "1"]);
         await SendTrafficAsync(server.EndPoint);
 
-        // Protobuf keeps strings as UTF-8: the instrument names and tag values are readable in the body.
+        // Protobuf keeps strings as UTF-8: the instrument names and tag values are readable in the body. A post a
+        // second: read them until one carries the traffic's counts, for at most Timeouts.Process.
+        string[] wanted = ["tinyserver.commands", "UNKNOWN_COMMAND", "tinyserver.batch.duration"];
         using var deadline = new CancellationTokenSource(Timeouts.Process);
-        await foreach (byte[] body in collector.Bodies.ReadAllAsync(deadline.Token))
+        int posts = 0;
+        string last = "";
+        try
         {
-            string text = Encoding.UTF8.GetString(body);
-            Assert.Contains("tinyserver.connections.active", text, StringComparison.Ordinal);
-            if (text.Contains("tinyserver.commands", StringComparison.Ordinal) && text.Contains("UNKNOWN_COMMAND", StringComparison.Ordinal)
-                && text.Contains("tinyserver.batch.duration", StringComparison.Ordinal))
+            while (await collector.Bodies.WaitToReadAsync(deadline.Token))
             {
-                return;
+                while (collector.Bodies.TryRead(out byte[]? body))
+                {
+                    posts++;
+                    last = Encoding.UTF8.GetString(body);
+                    Assert.Contains("tinyserver.connections.active", last, StringComparison.Ordinal);
+                    if (wanted.All(w => last.Contains(w, StringComparison.Ordinal)))
+                    {
+                        return;
+                    }
+                }
             }
         }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+        {
+            // Reported below.
+        }
+
+        Assert.Fail($"no OTLP post within {Timeouts.Process} carried all of {string.Join(", ", wanted)}: {posts} posts, the last without "
+            + $"{string.Join(", ", wanted.Where(w => !last.Contains(w, StringComparison.Ordinal)))}; server output:\n{string.Join('\n', server.Output)}");
     }
 
     [Fact]
