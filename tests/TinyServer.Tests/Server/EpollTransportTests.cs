@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
@@ -341,26 +342,29 @@ public class EpollTransportTests
     {
         await using EpollPair pair = await EpollPair.CreateAsync();
         PipeReader input = pair.Connection.Transport.Input;
-        long total = 0;
+        var race = RaceClock.Start();
         for (int i = 1; i <= 1000; i++)
         {
+            race.Check($"byte {i} of 1000");
             ValueTask<ReadResult> read = input.ReadAsync();
             // The loop thread completes the read with the byte while another thread cancels it: one of them wins.
             Task cancel = Task.Run(input.CancelPendingRead);
             await pair.Peer.SendAsync(new byte[] { (byte)i }, SocketFlags.None).WaitAsync(Timeouts.Read);
             await cancel.WaitAsync(Timeouts.Read);
-            ReadResult result = await read.AsTask().WaitAsync(Timeouts.Read);
-            while (true)
-            {
-                total += result.Buffer.Length;
-                input.AdvanceTo(result.Buffer.End);
-                if (total == i)
-                {
-                    break;
-                }
+            ReadResult result = await WithinAsync(read, $"byte {i}");
 
-                result = await input.ReadAsync().AsTask().WaitAsync(Timeouts.Read);
+            // A cancellation that won ends one read; one that lost cancels the next one (and at most that): the byte
+            // comes with the third read at the latest.
+            for (int reads = 1; result.Buffer.IsEmpty; reads++)
+            {
+                Assert.True(result.IsCanceled && !result.IsCompleted, $"byte {i}: read {reads} ended empty but not canceled (completed: {result.IsCompleted})");
+                Assert.True(reads < 3, $"byte {i}: {reads} canceled reads in a row");
+                input.AdvanceTo(result.Buffer.End);
+                result = await WithinAsync(input.ReadAsync(), $"byte {i}, read {reads + 1}");
             }
+
+            AssertTheByte(i, result); // Neither lost nor given twice.
+            input.AdvanceTo(result.Buffer.End);
         }
     }
 
@@ -369,44 +373,43 @@ public class EpollTransportTests
     {
         await using EpollPair pair = await EpollPair.CreateAsync();
         PipeReader input = pair.Connection.Transport.Input;
-        int byToken = 0;
+        var race = RaceClock.Start();
         for (int i = 0; i < 1000; i++)
         {
+            race.Check($"round {i} of 1000");
             using var token = new CancellationTokenSource();
             Task send = pair.Peer.SendAsync(new byte[] { (byte)'d' }, SocketFlags.None);
             ReadResult first;
             try
             {
-                first = await input.ReadAsync(token.Token).AsTask().WaitAsync(Timeouts.Read);
+                first = await WithinAsync(input.ReadAsync(token.Token), $"round {i}, first read");
             }
             catch (OperationCanceledException)
             {
-                throw new InvalidOperationException("canceled before the token was");
+                throw new InvalidOperationException($"round {i}: the read was canceled before its token was");
             }
 
             await send.WaitAsync(Timeouts.Read);
-            Assert.Equal(1, first.Buffer.Length);
+            Assert.Equal("d", Encoding.ASCII.GetString(first.Buffer.ToArray()));
             input.AdvanceTo(first.Buffer.End);
 
             // The token belongs to the finished read: canceling it now must leave the next read alone.
             ValueTask<ReadResult> second = input.ReadAsync();
             await token.CancelAsync();
             await pair.Peer.SendAsync(new byte[] { (byte)'e' }, SocketFlags.None).WaitAsync(Timeouts.Read);
+            ReadResult next;
             try
             {
-                ReadResult next = await second.AsTask().WaitAsync(Timeouts.Read);
-                Assert.Equal(1, next.Buffer.Length);
-                input.AdvanceTo(next.Buffer.End);
+                next = await WithinAsync(second, $"round {i}, second read");
             }
             catch (OperationCanceledException)
             {
-                byToken++;
-                ReadResult next = await input.ReadAsync().AsTask().WaitAsync(Timeouts.Read);
-                input.AdvanceTo(next.Buffer.End);
+                throw new InvalidOperationException($"round {i}: the finished read's token canceled the next read");
             }
-        }
 
-        Assert.Equal(0, byToken);
+            Assert.Equal(("e", false, false), (Encoding.ASCII.GetString(next.Buffer.ToArray()), next.IsCanceled, next.IsCompleted));
+            input.AdvanceTo(next.Buffer.End);
+        }
     }
 
     [Fact]
@@ -414,31 +417,30 @@ public class EpollTransportTests
     {
         await using EpollPair pair = await EpollPair.CreateAsync();
         PipeReader input = pair.Connection.Transport.Input;
-        long total = 0;
+        var race = RaceClock.Start();
         for (int i = 1; i <= 1000; i++)
         {
+            race.Check($"byte {i} of 1000");
             using var token = new CancellationTokenSource();
             ValueTask<ReadResult> read = input.ReadAsync(token.Token);
             Task cancel = Task.Run(token.Cancel);
             await pair.Peer.SendAsync(new byte[] { (byte)i }, SocketFlags.None).WaitAsync(Timeouts.Read);
             await cancel.WaitAsync(Timeouts.Read);
+            ReadResult result;
             try
             {
-                ReadResult result = await read.AsTask().WaitAsync(Timeouts.Read);
-                total += result.Buffer.Length;
-                input.AdvanceTo(result.Buffer.End);
+                result = await WithinAsync(read, $"byte {i}");
             }
-            catch (OperationCanceledException)
+            catch (OperationCanceledException canceled)
             {
-                // The token won; the byte waits for the next read.
+                // The token won: the read ends with it, and the byte waits for the next read, which gets it alone.
+                Assert.Equal(token.Token, canceled.CancellationToken);
+                result = await WithinAsync(input.ReadAsync(), $"byte {i}, the read after the token's");
             }
 
-            while (total < i)
-            {
-                ReadResult result = await input.ReadAsync().AsTask().WaitAsync(Timeouts.Read);
-                total += result.Buffer.Length;
-                input.AdvanceTo(result.Buffer.End);
-            }
+            AssertTheByte(i, result);
+            Assert.False(result.IsCanceled, $"byte {i}: came with a canceled result; the token cancels by failing the read");
+            input.AdvanceTo(result.Buffer.End);
         }
     }
 
@@ -447,15 +449,19 @@ public class EpollTransportTests
     {
         await using EpollPair pair = await EpollPair.CreateAsync(smallBuffers: true);
         PipeWriter output = pair.Connection.Transport.Output;
+        var race = RaceClock.Start();
         long written = 0;
         long received = 0;
         byte[] sink = new byte[64 * 1024];
         for (int i = 0; i < 100; i++)
         {
+            race.Check($"round {i} of 100");
             ValueTask<FlushResult> flush;
+            int chunks = 0;
             do
             {
-                // Until the socket is full and the flush has to wait for EPOLLOUT.
+                // Until the socket is full and the flush has to wait for EPOLLOUT (a few chunks with 4 KiB buffers).
+                Assert.True(++chunks <= 64, $"round {i}: {chunks - 1} chunks of 16 KiB flushed and none had to wait for the peer");
                 Span<byte> span = output.GetSpan(16 * 1024)[..(16 * 1024)];
                 for (int k = 0; k < span.Length; k++)
                 {
@@ -472,31 +478,39 @@ public class EpollTransportTests
             Task cancel = Task.Run(output.CancelPendingFlush);
             received += await ReceiveCheckedAsync(pair.Peer, sink, received);
             await cancel.WaitAsync(Timeouts.Read);
-            if ((await flush.AsTask().WaitAsync(Timeouts.Read)).IsCanceled)
+            FlushResult raced = await flush.AsTask().WaitAsync(Timeouts.Read);
+            Assert.False(raced.IsCompleted, $"round {i}: the flush reported the connection completed");
+            if (raced.IsCanceled)
             {
                 flush = output.FlushAsync(); // The replies stay buffered: flush again.
             }
 
             while (received < written)
             {
-                received += await ReceiveCheckedAsync(pair.Peer, sink, received);
+                received += await ReceiveCheckedAsync(pair.Peer, sink, received); // Each bounded, and at least one byte.
             }
 
-            Assert.False((await flush.AsTask().WaitAsync(Timeouts.Read)).IsCompleted);
+            FlushResult done = await flush.AsTask().WaitAsync(Timeouts.Read);
+            Assert.False(done.IsCompleted, $"round {i}: the flush reported the connection completed");
+            Assert.Equal(0, output.UnflushedBytes);
         }
 
-        Assert.Equal(written, received);
+        // Nothing more than was written: a repeated chunk would be waiting here.
+        await Task.Delay(50);
+        Assert.Equal((written, 0), (received, pair.Peer.Available));
     }
 
     [Fact]
     public async Task Abort_racing_a_receive_ends_the_reader_and_the_connection_cleanly()
     {
+        var race = RaceClock.Start();
         for (int i = 0; i < 100; i++)
         {
+            race.Check($"round {i} of 100");
             await using EpollPair pair = await EpollPair.CreateAsync();
             PipeReader input = pair.Connection.Transport.Input;
             byte[] chunk = new byte[8192];
-            Task flood = Task.Run(async () =>
+            Task<SocketError> flood = Task.Run(async () =>
             {
                 try
                 {
@@ -505,36 +519,86 @@ public class EpollTransportTests
                         await pair.Peer.SendAsync(chunk, SocketFlags.None).WaitAsync(Timeouts.Read);
                     }
                 }
-                catch (SocketException)
+                catch (SocketException e)
                 {
-                    // Reset by the abort.
+                    return e.SocketErrorCode; // Reset by the abort.
+                }
+                catch (TimeoutException)
+                {
+                    return SocketError.TimedOut; // A send blocked: the other end still holds the connection open.
                 }
             });
+            var reason = new Microsoft.AspNetCore.Connections.ConnectionAbortedException("test");
             Task abort = Task.Run(async () =>
             {
                 await Task.Delay(i % 5);
-                pair.Connection.Abort(new Microsoft.AspNetCore.Connections.ConnectionAbortedException("test"));
+                pair.Connection.Abort(reason);
             });
-            try
+
+            // The reader gets data until the abort, then the abort's reason: a read begun after Abort returned must fail.
+            var reading = System.Diagnostics.Stopwatch.StartNew();
+            Exception? ended = null;
+            for (int reads = 1; ended is null; reads++)
             {
-                while (true)
+                Assert.True(reading.Elapsed < Timeouts.Read, $"round {i}: {reads} reads in {reading.Elapsed} and the reader has not ended; Abort has {(abort.IsCompleted ? "" : "not ")}returned");
+                bool aborted = abort.IsCompleted;
+                try
                 {
-                    ReadResult result = await input.ReadAsync().AsTask().WaitAsync(Timeouts.Read);
+                    ReadResult result = await WithinAsync(input.ReadAsync(), $"round {i}, read {reads}");
+                    Assert.False(aborted, $"round {i}: read {reads}, begun after the abort, returned {result.Buffer.Length} bytes (completed: {result.IsCompleted})");
+                    Assert.False(result.IsCompleted || result.IsCanceled, $"round {i}: read {reads} ended the input (completed: {result.IsCompleted}, canceled: {result.IsCanceled}) instead of the abort");
                     input.AdvanceTo(result.Buffer.End);
-                    if (result.IsCompleted)
-                    {
-                        break;
-                    }
+                }
+                catch (Microsoft.AspNetCore.Connections.ConnectionAbortedException e)
+                {
+                    ended = e;
                 }
             }
-            catch (Microsoft.AspNetCore.Connections.ConnectionAbortedException)
-            {
-                // The abort's reason, as a waiting read reports it.
-            }
 
+            Assert.Same(reason, ended);
             await abort.WaitAsync(Timeouts.Read);
+
+            // The writer knows the connection is gone, and so does the peer: its sends fail instead of filling a buffer.
+            FlushResult flushed = await pair.Connection.Transport.Output.FlushAsync().AsTask().WaitAsync(Timeouts.Read);
+            Assert.True(flushed.IsCompleted, $"round {i}: a flush after the abort did not report the connection completed");
+            Assert.Contains(await flood.WaitAsync(Timeouts.Read), new[] { SocketError.ConnectionReset, SocketError.Shutdown });
             await pair.Connection.DisposeAsync();
-            await flood.WaitAsync(Timeouts.Read);
+        }
+    }
+
+    /// <summary>
+    /// A race test's whole run, checked on every round: a regression that makes the race loop forever (a read that
+    /// never blocks, a flush that never waits) fails with where it was instead of hanging the suite.
+    /// </summary>
+    private sealed class RaceClock
+    {
+        private static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);
+        private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+
+        public static RaceClock Start() => new();
+
+        public void Check(string where) => Assert.True(_clock.Elapsed < Limit, $"{where} after {_clock.Elapsed}: the race should take a second or two");
+    }
+
+    /// <summary>The read returned byte <paramref name="i"/> (its low 8 bits), alone.</summary>
+    private static void AssertTheByte(int i, ReadResult result)
+    {
+        byte[] bytes = result.Buffer.ToArray();
+        Assert.True(
+            bytes is [var only] && only == (byte)i && !result.IsCompleted,
+            $"byte {i}: the read returned [{Convert.ToHexString(bytes)}], expected [{(byte)i:X2}] (completed: {result.IsCompleted})");
+    }
+
+    /// <summary>A read bounded by <see cref="Timeouts.Read"/>, which says what it was when it times out.</summary>
+    private static async Task<ReadResult> WithinAsync(ValueTask<ReadResult> read, string what)
+    {
+        try
+        {
+            return await read.AsTask().WaitAsync(Timeouts.Read);
+        }
+        catch (TimeoutException e)
+        {
+            throw new TimeoutException($"{what}: the read did not complete within {Timeouts.Read}", e);
         }
     }
 
