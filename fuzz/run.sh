@@ -13,11 +13,7 @@ out=fuzz/out
 sharpfuzz_version=2.3.0
 
 if ! command -v afl-fuzz >/dev/null 2>&1; then
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo=sudo
-  echo "installing afl++"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq afl++ >/dev/null
+  bash tests/install-peers.sh afl++ # Waits for another package manager, as the tests' install does.
 fi
 
 if [ ! -x "$out/tools/sharpfuzz" ]; then
