@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Net;
 using System.Net.Sockets;
 
@@ -18,11 +19,11 @@ internal static class Cli
         FileStream? svg = null;
         try
         {
-            LoadOptions? parsed = ArgumentParser.Parse(args);
+            LoadOptions? parsed = ArgumentParser.Parse(args, out ParseResult commandLine);
             if (parsed is null)
             {
-                output.Write(ArgumentParser.Usage + "\n");
-                return Ok;
+                // --help, --version or the [suggest] directive: System.CommandLine writes it (exit code 0).
+                return commandLine.Invoke(new InvocationConfiguration { Output = output, Error = progress });
             }
 
             if (!OperatingSystem.IsLinux())

@@ -3,9 +3,13 @@ using TinyServer.Protocol;
 namespace TinyServer.LoadGen;
 
 /// <summary>One request line of the workload and its share of the requests.</summary>
-internal sealed record CommandSpec(string Line, int Weight);
+internal sealed record CommandSpec(string Line, int Weight)
+{
+    /// <summary>The entry as --command takes it (the weight when it is not 1), as the help shows the default.</summary>
+    public override string ToString() => Weight == 1 ? Line : $"{Line}:{Weight}";
+}
 
-/// <summary>Everything a run is asked to do, with its defaults. Built and validated by <see cref="ArgumentParser"/>.</summary>
+/// <summary>Everything a run is asked to do, with its defaults. Built and validated by <see cref="LoadCommand"/>.</summary>
 internal sealed record LoadOptions
 {
     /// <summary>No run lasts longer than an hour (-d, --timeout, --warmup).</summary>
