@@ -147,7 +147,7 @@ internal sealed class LoadCommand
         where T : struct => parsed.GetResult(option) is { Implicit: false } ? parsed.GetValue(option) : null;
 
     private static string Describe(ParseError error) =>
-        error.SymbolResult is OptionResult { Tokens.Count: 0, IdentifierToken: Token name } ? $"{name.Value} needs a value" : error.Message;
+        error.SymbolResult is OptionResult { Tokens.Count: 0, Option.Arity.MinimumNumberOfValues: > 0, IdentifierToken: Token name } ? $"{name.Value} needs a value" : error.Message;
 
     // The first word no option took: an unknown option, a value after a switch, or a stray word. Every option takes
     // one value per occurrence, so an argument is taken exactly when the token before it is an option with a value.

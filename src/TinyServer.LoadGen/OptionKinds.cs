@@ -75,15 +75,10 @@ internal static class OptionKinds
             Description = text,
             HelpName = placeholder,
             DefaultValueFactory = fallback,
-
-            // Each occurrence takes one value, and the last one counts (a response file's value can be overridden
-            // after it); a second value after one occurrence is still an unexpected argument.
-            Arity = ArgumentArity.OneOrMore,
-            AllowMultipleArgumentsPerToken = false,
             CustomParser = result =>
             {
                 string name = (result.Parent as OptionResult)?.IdentifierToken?.Value ?? names[0];
-                return read(name, result.Tokens[^1].Value, message =>
+                return read(name, result.Tokens[0].Value, message =>
                 {
                     result.AddError(message);
                     return default!;

@@ -1,3 +1,5 @@
+using TinyServer.LoadGen.Tests.Infrastructure;
+
 namespace TinyServer.LoadGen.Tests;
 
 public class ArgumentParserTests
@@ -102,11 +104,69 @@ public class ArgumentParserTests
     [InlineData("--command", "ECHO a:1001")]
     [InlineData("--payload-size", "0")]
     [InlineData("--host", "")]
+    [InlineData("-c", "3", "4")]
+    [InlineData("--json", "yes")]
+    [InlineData("--version", "-c", "3")]
+    [InlineData("@no-such-response-file")]
     public void Bad_usage_is_one_clear_error(params string[] args)
     {
         UsageException e = Assert.Throws<UsageException>(() => ArgumentParser.Parse(args));
 
         Assert.DoesNotContain('\n', e.Message);
         Assert.NotEmpty(e.Message);
+    }
+
+    [Theory]
+    [InlineData("-c 0", "-c: '0' is not a whole number from 1 to 100000")]
+    [InlineData("--connections=100001", "--connections: '100001' is not a whole number from 1 to 100000")]
+    [InlineData("--port 0", "--port: '0' is not a whole number from 1 to 65535")]
+    [InlineData("--pipeline 4097", "--pipeline: '4097' is not a whole number from 1 to 4096")]
+    [InlineData("-d 0", "-d: '0' must be more than 0 seconds (at most 3600)")]
+    [InlineData("--warmup -1", "--warmup: '-1' is not a number from 0 to 3600")]
+    [InlineData("--rate 0.0009", "--rate: '0.0009' is not a number from 0.001 to 1000000000")]
+    [InlineData("--requests-per-session 0", "--requests-per-session: '0' is not a whole number from 1 to 2147483647")]
+    [InlineData("--connect-batch 100001", "--connect-batch: '100001' is not a whole number from 1 to 100000")]
+    [InlineData("--command ECHO:1001", "--command weight: '1001' is not a whole number from 1 to 1000")]
+    [InlineData("-P", "-P needs a value")]
+    [InlineData("--json=yes", "--json takes no value (not 'yes')")]
+    [InlineData("--bogus", "unknown option --bogus (see --help)")]
+    [InlineData("-c 2 stray", "unexpected argument 'stray' (the server is --host HOST --port N)")]
+    public void A_bad_value_names_the_option_as_it_was_written(string args, string message) =>
+        Assert.Equal(message, Assert.Throws<UsageException>(() => ArgumentParser.Parse(args.Split(' '))).Message);
+
+    [Theory]
+    [InlineData("--port", 1, 65535)]
+    [InlineData("-c", 1, 100_000)]
+    [InlineData("-P", 1, 4096)]
+    [InlineData("--connect-batch", 1, 100_000)]
+    [InlineData("--payload-size", 1, Workload.MaxPayloadSize)]
+    public void A_whole_number_is_taken_at_its_limits_and_refused_past_them(string option, int min, int max)
+    {
+        foreach (int n in (int[])[min, min + 1, max - 1, max])
+        {
+            Assert.NotNull(ArgumentParser.Parse([option, n.ToString(System.Globalization.CultureInfo.InvariantCulture)]));
+        }
+
+        foreach (long n in (long[])[min - 1L, max + 1L])
+        {
+            Assert.Throws<UsageException>(() => ArgumentParser.Parse([option, n.ToString(System.Globalization.CultureInfo.InvariantCulture)]));
+        }
+    }
+
+    [Theory]
+    [InlineData("-c", "3", "-c", "4")]
+    [InlineData("-c", "3", "--connections", "4")]
+    [InlineData("--host", "a", "--host=b")]
+    public void An_option_given_twice_is_bad_usage(params string[] args) =>
+        Assert.Matches("^Option '-(c|-host)' expects a single argument but 2 were provided\\.$", Assert.Throws<UsageException>(() => ArgumentParser.Parse(args)).Message);
+
+    [Fact]
+    public async Task Bad_usage_prints_one_line_on_stderr_and_exits_2()
+    {
+        RunOutput run = await LoadGenerator.RunAsync("-c", "0");
+
+        Assert.Equal(2, run.ExitCode);
+        Assert.Equal("tinyserver-loadgen: error: -c: '0' is not a whole number from 1 to 100000\n", run.Progress.ReplaceLineEndings("\n"));
+        Assert.Equal("", run.Output);
     }
 }
