@@ -1,62 +1,33 @@
-using System.Buffers;
 using System.Net.Sockets;
 using TinyServer.Interop;
-using TinyServer.Protocol;
 
 namespace TinyServer.LoadGen;
-
-/// <summary>Where a connection is in its life.</summary>
-internal enum ConnectionState
-{
-    /// <summary>Waiting in the dial queue (at the start, or between sessions).</summary>
-    Idle,
-
-    /// <summary>The TCP connect is under way.</summary>
-    Connecting,
-
-    /// <summary>Connected; waiting for the banner.</summary>
-    Greeting,
-
-    /// <summary>Sending requests and reading replies.</summary>
-    Open,
-
-    /// <summary>Its share of the -n requests is answered.</summary>
-    Done,
-
-    /// <summary>Broke (counted in the errors) and is not replaced.</summary>
-    Dead,
-}
 
 /// <summary>
 /// One connection of the load, driven by the event loop: a non-blocking socket with buffers allocated once. Replies
 /// are framed where they lie in the receive buffer, checked byte for byte and timed; the next requests are copied
-/// from precomputed bytes and sent in one write. Nothing is allocated per request.
+/// from precomputed bytes and sent in one write. Nothing is allocated per request. Its dialling and greeting are in
+/// Connection.Dialling.cs; the buffers, the ring of requests in flight, the reply framing and the pacing are types of
+/// their own (structs inside it, and a framing loop compiled for its struct sink: splitting them out costs nothing per request).
 /// </summary>
-internal sealed class Connection
+internal sealed partial class Connection
 {
     private readonly int _index;
     private readonly RunState _run;
     private readonly Workload _workload;
     private readonly int _pipeline;
-    private readonly byte[] _receive;
-    private readonly byte[] _send;
-    private readonly long[] _sentAt; // A ring of the requests in flight, oldest at _head: when each was (meant to be) sent,
-    private readonly int[] _sentCommand; // and what it was (a command index, or Workload.QuitIndex).
+    private ReceiveBuffer _receive;
+    private SendBuffer _send;
+    private RequestRing _inFlight;
+    private Pacer _pacer;
     private Socket? _socket;
-    private LineDecoder _decoder;
     private uint _generation;
     private bool _wantWrite;
-    private int _filled;
-    private int _sendOffset;
-    private int _sendLength;
-    private int _head;
-    private int _inFlight;
     private int _schedule;
     private long _toSend;
     private long _sessionLeft;
     private bool _quitting;
     private bool _byeSeen;
-    private long _dialStarted;
     private long _lastActivity;
 
     public Connection(int index, RunState run)
@@ -65,23 +36,16 @@ internal sealed class Connection
         _run = run;
         _workload = run.Workload;
         _pipeline = run.Options.Pipeline;
-        _receive = new byte[_workload.ReceiveBufferSize(_pipeline)];
-        _send = new byte[(_pipeline + 1) * _workload.LongestRequest];
-        _sentAt = new long[_pipeline + 1];
-        _sentCommand = new int[_pipeline + 1];
-        _decoder = NewDecoder();
+        _receive = new ReceiveBuffer(_workload.ReceiveBufferSize(_pipeline));
+        _send = new SendBuffer((_pipeline + 1) * _workload.LongestRequest);
+        _inFlight = new RequestRing(_pipeline + 1);
         _schedule = index % _workload.Schedule.Length;
     }
 
     public ConnectionState State { get; private set; }
 
-    public bool Dialling => State is ConnectionState.Connecting or ConnectionState.Greeting;
-
     /// <summary>When the last reply came.</summary>
     public long LastReplyAt { get; private set; }
-
-    /// <summary>At --rate, when the next request is due.</summary>
-    public long NextDue { get; private set; }
 
     /// <summary>The epoll token of the current socket: the connection's index, and a generation so that events of a closed socket are told apart.</summary>
     public ulong Token => ((ulong)_generation << 32) | (uint)_index;
@@ -94,66 +58,11 @@ internal sealed class Connection
     public void Start(long requests, long firstDue)
     {
         _toSend = requests;
-        NextDue = firstDue;
+        _pacer.Start(firstDue);
         if (requests == 0)
         {
             End(ConnectionState.Done); // -n is smaller than -c: nothing for this one to do.
         }
-    }
-
-    /// <summary>Starts a non-blocking connect; the banner (or failure) comes through <see cref="OnEvent"/>.</summary>
-    public void Dial(long now)
-    {
-        _generation++;
-        _run.Dialling++;
-        State = ConnectionState.Connecting;
-        _dialStarted = now;
-        _filled = 0;
-        _sendOffset = 0;
-        _sendLength = 0;
-        _wantWrite = false;
-        _decoder.Dispose();
-        _decoder = NewDecoder();
-        Socket socket;
-        bool unix = _run.EndPoint.AddressFamily == AddressFamily.Unix;
-        try
-        {
-            socket = new Socket(_run.EndPoint.AddressFamily, SocketType.Stream, unix ? ProtocolType.Unspecified : ProtocolType.Tcp) { Blocking = false };
-            if (!unix)
-            {
-                socket.NoDelay = true;
-            }
-        }
-        catch (SocketException e)
-        {
-            DialFailed(ErrorCounts.Describe(e.SocketErrorCode)); // No file descriptor left (see ulimit -n).
-            return;
-        }
-
-        _socket = socket;
-        try
-        {
-            socket.Connect(_run.EndPoint);
-        }
-        catch (SocketException e) when (e.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress)
-        {
-            if (unix)
-            {
-                // A Unix socket connects at once or not at all: EAGAIN means the listen backlog is full. The dial
-                // stays pending and --retry-after makes it again, as for a TCP dial whose banner never comes.
-                return;
-            }
-
-            // Under way: the socket becomes writable when connected.
-        }
-        catch (SocketException e)
-        {
-            // A Unix socket path without a socket comes back as EADDRNOTAVAIL: say what it means.
-            DialFailed(unix && e.SocketErrorCode == SocketError.AddressNotAvailable ? "no such socket" : ErrorCounts.Describe(e.SocketErrorCode));
-            return;
-        }
-
-        _run.Epoll.Register(socket, Token, Epoll.Readable | Epoll.Writable);
     }
 
     public void OnEvent(uint events, long now)
@@ -191,48 +100,32 @@ internal sealed class Connection
             return;
         }
 
-        if (_sendOffset > 0)
+        _send.MoveToFront();
+        bool wasIdle = _inFlight.Count == 0;
+        int before = _send.Length;
+        while (_inFlight.Count < _pipeline && _toSend > 0 && _sessionLeft > 0 && _pacer.TryTake(now, _run.RateInterval, out long sentAt))
         {
-            _send.AsSpan(_sendOffset, _sendLength - _sendOffset).CopyTo(_send);
-            _sendLength -= _sendOffset;
-            _sendOffset = 0;
-        }
-
-        bool wasIdle = _inFlight == 0;
-        int length = _sendLength;
-        while (_inFlight < _pipeline && _toSend > 0 && _sessionLeft > 0)
-        {
-            long sentAt = now;
-            if (_run.RateInterval > 0)
-            {
-                if (NextDue > now)
-                {
-                    break;
-                }
-
-                sentAt = NextDue; // Latency counts from when the request was due (coordinated omission).
-                NextDue += _run.RateInterval;
-            }
-
             int command = _workload.Schedule[_schedule];
             _schedule = _schedule + 1 == _workload.Schedule.Length ? 0 : _schedule + 1;
-            length += Enqueue(command, sentAt, _workload.Requests[command], length);
+            _send.Append(_workload.Requests[command]);
+            _inFlight.Add(command, sentAt);
             _toSend--;
             _sessionLeft--;
         }
 
-        if (_run.RateInterval > 0 && _inFlight < _pipeline && _toSend > 0 && _sessionLeft > 0)
+        if (_run.RateInterval > 0 && _inFlight.Count < _pipeline && _toSend > 0 && _sessionLeft > 0)
         {
-            _run.NextPace = Math.Min(_run.NextPace, NextDue); // Wake the loop when the next request is due.
+            _run.NextPace = Math.Min(_run.NextPace, _pacer.NextDue); // Wake the loop when the next request is due.
         }
 
         if (_sessionLeft == 0)
         {
-            length += Enqueue(Workload.QuitIndex, now, _workload.Quit, length);
+            _send.Append(_workload.Quit);
+            _inFlight.Add(Workload.QuitIndex, now);
             _quitting = true;
         }
 
-        if (length == _sendLength)
+        if (_send.Length == before)
         {
             return;
         }
@@ -242,42 +135,15 @@ internal sealed class Connection
             _lastActivity = now;
         }
 
-        _sendLength = length;
         Flush();
-    }
-
-    /// <summary>A dial stuck past --retry-after (its banner never came, e.g. after a listen backlog overflow) is made again.</summary>
-    public void RedialIfStuck(long now)
-    {
-        if (Dialling && _run.RetryAfter > 0 && now - _dialStarted > _run.RetryAfter)
-        {
-            Close();
-            _run.Dialling--;
-            _run.ConnectRetries++;
-            Dial(now);
-        }
     }
 
     /// <summary>An open connection waiting longer than --reply-timeout counts a timeout and closes.</summary>
     public void CloseIfTimedOut(long now)
     {
-        if (State == ConnectionState.Open && (_inFlight > 0 || _quitting) && now - _lastActivity > _run.ReplyTimeout)
+        if (State == ConnectionState.Open && (_inFlight.Count > 0 || _quitting) && now - _lastActivity > _run.ReplyTimeout)
         {
             Fail(ErrorKind.Timeout);
-        }
-    }
-
-    /// <summary>At the end of the connect phase (--connect-timeout): a connection not open by then has failed.</summary>
-    public void GiveUpIfNotOpen()
-    {
-        if (Dialling)
-        {
-            DialFailed(State == ConnectionState.Connecting ? "not connected within --connect-timeout" : "no banner within --connect-timeout");
-        }
-        else if (State == ConnectionState.Idle)
-        {
-            _run.Errors.AddConnect("not dialled within --connect-timeout");
-            End(ConnectionState.Dead);
         }
     }
 
@@ -288,81 +154,9 @@ internal sealed class Connection
         _socket = null;
     }
 
-    private void OnConnected(long now)
-    {
-        if (_socket!.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error) is int error and not 0)
-        {
-            DialFailed(ErrorCounts.Describe((SocketError)error));
-            return;
-        }
-
-        _run.Epoll.Change(_socket, Token, Epoll.Readable);
-        if (_workload.Redis)
-        {
-            Opened(now);
-        }
-        else
-        {
-            State = ConnectionState.Greeting;
-        }
-    }
-
-    private void ReceiveBanner(long now)
-    {
-        int received = _socket!.Receive(_receive.AsSpan(_filled), SocketFlags.None, out SocketError error);
-        if (error == SocketError.WouldBlock)
-        {
-            return;
-        }
-
-        if (error != SocketError.Success || received == 0)
-        {
-            // Refused, or closed before its banner (a full server closes like this).
-            DialFailed(received == 0 && error == SocketError.Success ? "closed before the banner" : ErrorCounts.Describe(error));
-            return;
-        }
-
-        _filled += received;
-        var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(_receive, 0, _filled));
-        LineStatus status = _decoder.TryReadLine(ref reader, isFinalBlock: false, telnetReplies: null, out ReadOnlySpan<byte> line);
-        if (status == LineStatus.NeedMoreData)
-        {
-            return;
-        }
-
-        if (status != LineStatus.Line || !Workload.Banner.Matches(line))
-        {
-            DialFailed("wrong banner");
-            return;
-        }
-
-        Compact((int)reader.Consumed);
-        Opened(now);
-    }
-
-    private void Opened(long now)
-    {
-        _run.Dialling--;
-        State = ConnectionState.Open;
-        _head = 0;
-        _inFlight = 0;
-        _quitting = false;
-        _byeSeen = false;
-        _sessionLeft = _run.Options.RequestsPerSession ?? long.MaxValue;
-        _lastActivity = now;
-        Pump(now);
-    }
-
-    private void DialFailed(string reason)
-    {
-        _run.Dialling--;
-        _run.Errors.AddConnect(reason);
-        End(ConnectionState.Dead);
-    }
-
     private void Receive(long now)
     {
-        int received = _socket!.Receive(_receive.AsSpan(_filled), SocketFlags.None, out SocketError error);
+        int received = _socket!.Receive(_receive.Free, SocketFlags.None, out SocketError error);
         if (error == SocketError.WouldBlock)
         {
             return;
@@ -383,12 +177,12 @@ internal sealed class Connection
         }
 
         _lastActivity = now;
-        _filled += received;
+        _receive.Received(received);
         if (!TakeReplies(now))
         {
             Fail(ErrorKind.WrongReply);
         }
-        else if (_toSend == 0 && _inFlight == 0 && !_quitting)
+        else if (_toSend == 0 && _inFlight.Count == 0 && !_quitting)
         {
             End(ConnectionState.Done);
         }
@@ -428,21 +222,14 @@ internal sealed class Connection
 
     private void Flush()
     {
-        int sent = _socket!.Send(_send.AsSpan(_sendOffset, _sendLength - _sendOffset), SocketFlags.None, out SocketError error);
+        int sent = _socket!.Send(_send.Unsent, SocketFlags.None, out SocketError error);
         if (error is not (SocketError.Success or SocketError.WouldBlock))
         {
             Fail(ErrorKind.Closed);
             return;
         }
 
-        _sendOffset += sent;
-        bool pending = _sendOffset < _sendLength;
-        if (!pending)
-        {
-            _sendOffset = 0;
-            _sendLength = 0;
-        }
-
+        bool pending = _send.Sent(sent);
         if (pending != _wantWrite)
         {
             _wantWrite = pending;
@@ -451,63 +238,17 @@ internal sealed class Connection
     }
 
     // False when the stream cannot be trusted any more: a reply too long to be one we expect, or one nobody asked for.
-    private bool TakeReplies(long now)
-    {
-        bool inStep = _workload.Redis ? TakeRespReplies(now, out int consumed) : TakeLines(now, out consumed);
-        Compact(consumed);
-        return inStep;
-    }
+    private bool TakeReplies(long now) => _receive.TakeReplies(_workload.Redis, new Answers(this, now));
 
-    private bool TakeLines(long now, out int consumed)
-    {
-        var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(_receive, 0, _filled));
-        bool inStep = true;
-        while (inStep)
-        {
-            LineStatus status = _decoder.TryReadLine(ref reader, isFinalBlock: false, telnetReplies: null, out ReadOnlySpan<byte> line);
-            if (status == LineStatus.NeedMoreData)
-            {
-                break;
-            }
-
-            inStep = status == LineStatus.Line && OnReply(line, now);
-        }
-
-        consumed = (int)reader.Consumed;
-        return inStep;
-    }
-
-    private bool TakeRespReplies(long now, out int consumed)
-    {
-        consumed = 0;
-        while (true)
-        {
-            int length = Resp.FrameLength(_receive.AsSpan(consumed, _filled - consumed));
-            if (length == 0)
-            {
-                return consumed > 0 || _filled < _receive.Length; // A full buffer holds no whole reply: too long.
-            }
-
-            if (length < 0 || !OnReply(_receive.AsSpan(consumed, length), now))
-            {
-                return false;
-            }
-
-            consumed += length;
-        }
-    }
-
+    // Checks a reply against the oldest request in flight and records its latency.
     private bool OnReply(ReadOnlySpan<byte> reply, long now)
     {
-        if (_inFlight == 0)
+        if (_inFlight.Count == 0)
         {
             return false;
         }
 
-        int slot = _head;
-        _head = slot + 1 == _sentAt.Length ? 0 : slot + 1;
-        _inFlight--;
-        int command = _sentCommand[slot];
+        _inFlight.TakeOldest(out int command, out long sentAt);
         if (!_workload.Matches(command, reply))
         {
             _run.Errors.Add(ErrorKind.WrongReply);
@@ -528,30 +269,17 @@ internal sealed class Connection
         }
         else if (now <= _run.RecordEnd)
         {
-            _run.Record(now - _sentAt[slot]);
+            _run.Record(now - sentAt);
             LastReplyAt = now;
         }
 
         return true;
     }
 
-    private int Enqueue(int command, long sentAt, byte[] request, int offset)
+    // The sink of the framed replies: this connection, at the time of the read. A struct, so the framing loops are
+    // compiled for it and call OnReply directly.
+    private readonly struct Answers(Connection connection, long now) : IReplySink
     {
-        request.CopyTo(_send.AsSpan(offset));
-        int slot = _head + _inFlight;
-        slot = slot >= _sentAt.Length ? slot - _sentAt.Length : slot;
-        _sentAt[slot] = sentAt;
-        _sentCommand[slot] = command;
-        _inFlight++;
-        return request.Length;
+        public bool Take(ReadOnlySpan<byte> reply) => connection.OnReply(reply, now);
     }
-
-    private void Compact(int consumed)
-    {
-        _receive.AsSpan(consumed, _filled - consumed).CopyTo(_receive);
-        _filled -= consumed;
-    }
-
-    // A reply longer than the receive buffer can hold is longer than any reply the load expects.
-    private LineDecoder NewDecoder() => new(_receive.Length - 2);
 }

@@ -1,0 +1,160 @@
+using System.Net.Sockets;
+using TinyServer.Interop;
+
+namespace TinyServer.LoadGen;
+
+/// <summary>
+/// A connection's dialling: the non-blocking connect, the banner, redials of dials stuck past --retry-after, and the
+/// connect errors by reason. Once greeted it is open (<see cref="Opened"/>) and the load runs in Connection.cs.
+/// </summary>
+internal sealed partial class Connection
+{
+    private long _dialStarted;
+
+    public bool Dialling => State is ConnectionState.Connecting or ConnectionState.Greeting;
+
+    /// <summary>Starts a non-blocking connect; the banner (or failure) comes through <see cref="OnEvent"/>.</summary>
+    public void Dial(long now)
+    {
+        _generation++;
+        _run.Dialling++;
+        State = ConnectionState.Connecting;
+        _dialStarted = now;
+        _receive.Reset();
+        _send.Clear();
+        _wantWrite = false;
+        Socket socket;
+        bool unix = _run.EndPoint.AddressFamily == AddressFamily.Unix;
+        try
+        {
+            socket = new Socket(_run.EndPoint.AddressFamily, SocketType.Stream, unix ? ProtocolType.Unspecified : ProtocolType.Tcp) { Blocking = false };
+            if (!unix)
+            {
+                socket.NoDelay = true;
+            }
+        }
+        catch (SocketException e)
+        {
+            DialFailed(ErrorCounts.Describe(e.SocketErrorCode)); // No file descriptor left (see ulimit -n).
+            return;
+        }
+
+        _socket = socket;
+        try
+        {
+            socket.Connect(_run.EndPoint);
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress)
+        {
+            if (unix)
+            {
+                // A Unix socket connects at once or not at all: EAGAIN means the listen backlog is full. The dial
+                // stays pending and --retry-after makes it again, as for a TCP dial whose banner never comes.
+                return;
+            }
+
+            // Under way: the socket becomes writable when connected.
+        }
+        catch (SocketException e)
+        {
+            // A Unix socket path without a socket comes back as EADDRNOTAVAIL: say what it means.
+            DialFailed(unix && e.SocketErrorCode == SocketError.AddressNotAvailable ? "no such socket" : ErrorCounts.Describe(e.SocketErrorCode));
+            return;
+        }
+
+        _run.Epoll.Register(socket, Token, Epoll.Readable | Epoll.Writable);
+    }
+
+    /// <summary>A dial stuck past --retry-after (its banner never came, e.g. after a listen backlog overflow) is made again.</summary>
+    public void RedialIfStuck(long now)
+    {
+        if (Dialling && _run.RetryAfter > 0 && now - _dialStarted > _run.RetryAfter)
+        {
+            Close();
+            _run.Dialling--;
+            _run.ConnectRetries++;
+            Dial(now);
+        }
+    }
+
+    /// <summary>At the end of the connect phase (--connect-timeout): a connection not open by then has failed.</summary>
+    public void GiveUpIfNotOpen()
+    {
+        if (Dialling)
+        {
+            DialFailed(State == ConnectionState.Connecting ? "not connected within --connect-timeout" : "no banner within --connect-timeout");
+        }
+        else if (State == ConnectionState.Idle)
+        {
+            _run.Errors.AddConnect("not dialled within --connect-timeout");
+            End(ConnectionState.Dead);
+        }
+    }
+
+    private void OnConnected(long now)
+    {
+        if (_socket!.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error) is int error and not 0)
+        {
+            DialFailed(ErrorCounts.Describe((SocketError)error));
+            return;
+        }
+
+        _run.Epoll.Change(_socket, Token, Epoll.Readable);
+        if (_workload.Redis)
+        {
+            Opened(now);
+        }
+        else
+        {
+            State = ConnectionState.Greeting;
+        }
+    }
+
+    private void ReceiveBanner(long now)
+    {
+        int received = _socket!.Receive(_receive.Free, SocketFlags.None, out SocketError error);
+        if (error == SocketError.WouldBlock)
+        {
+            return;
+        }
+
+        if (error != SocketError.Success || received == 0)
+        {
+            // Refused, or closed before its banner (a full server closes like this).
+            DialFailed(received == 0 && error == SocketError.Success ? "closed before the banner" : ErrorCounts.Describe(error));
+            return;
+        }
+
+        _receive.Received(received);
+        switch (_receive.ReadBanner(Workload.Banner))
+        {
+            case null:
+                return; // Not all of it yet.
+            case false:
+                DialFailed("wrong banner");
+                return;
+            default:
+                Opened(now);
+                return;
+        }
+    }
+
+    private void Opened(long now)
+    {
+        _run.Dialling--;
+        State = ConnectionState.Open;
+        _inFlight.Clear();
+        _quitting = false;
+        _byeSeen = false;
+        _sessionLeft = _run.Options.RequestsPerSession ?? long.MaxValue;
+        _lastActivity = now;
+        Pump(now);
+    }
+
+    private void DialFailed(string reason)
+    {
+        _run.Dialling--;
+        _run.Errors.AddConnect(reason);
+        End(ConnectionState.Dead);
+    }
+}
