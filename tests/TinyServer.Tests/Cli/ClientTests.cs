@@ -125,7 +125,7 @@ public partial class ClientTests
         ProcessResult result = await RunClientAsync(standardInput: "", "--help");
 
         Assert.Equal(0, result.ExitCode);
-        Assert.StartsWith("Usage: TinyServer.Client", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("Usage:\n  TinyServer.Client ", result.StandardOutput, StringComparison.Ordinal);
         foreach (string option in new[] { "--timeout", "--interactive", "--demo", "Exit codes:" })
         {
             Assert.Contains(option, result.StandardOutput, StringComparison.Ordinal);

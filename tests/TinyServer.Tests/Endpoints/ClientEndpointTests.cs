@@ -146,7 +146,7 @@ public sealed class ClientEndpointTests
         ProcessResult result = await RunClientAsync("--help");
 
         Assert.Equal(0, result.ExitCode);
-        foreach (string option in new[] { "--tls ", "--insecure", "--unix PATH", "3 cannot connect (including a failed TLS handshake" })
+        foreach (string option in new[] { "--tls ", "--insecure", "--unix <PATH>", "3 cannot connect (including a failed TLS handshake" })
         {
             Assert.Contains(option, result.StandardOutput, StringComparison.Ordinal);
         }
