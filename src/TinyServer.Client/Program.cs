@@ -41,6 +41,12 @@ try
 
     return (int)await (!run.Demo && Console.IsInputRedirected ? session.StreamAsync() : session.DemoAsync());
 }
+catch (BannerTimeoutException e)
+{
+    // A TLS port waits for the client's handshake while the client waits for the banner.
+    string hint = target is { Tls: false, UnixPath: null } ? " (is this a TLS port? try --tls)" : "";
+    return Fail(ExitCode.Timeout, $"timed out after {run.Timeout.TotalSeconds:0.###} s waiting for {target.Display}: {e.Message}{hint}");
+}
 catch (Exception e) when (e is OperationCanceledException or TimeoutException)
 {
     return Fail(ExitCode.Timeout, $"timed out after {run.Timeout.TotalSeconds:0.###} s waiting for {target.Display}");

@@ -17,6 +17,12 @@ public sealed class ProtocolException(string message) : IOException(message);
 /// <summary>The TLS handshake failed: the certificate was not trusted, or the peer does not speak TLS.</summary>
 public sealed class TlsHandshakeException(string message, Exception inner) : IOException(message, inner);
 
+/// <summary>
+/// The connection (and any TLS handshake) was made, but the banner had not come when the connect was cancelled: the
+/// peer may wait for the client to speak first (a TLS port reached without TLS). Still an <see cref="OperationCanceledException"/>.
+/// </summary>
+public sealed class BannerTimeoutException(CancellationToken token) : OperationCanceledException("connected, but no banner came", token);
+
 /// <summary>How to talk TLS to the server.</summary>
 public sealed record TlsClientOptions
 {
@@ -71,6 +77,7 @@ public sealed class TinyServerClient : IAsyncDisposable
     /// </summary>
     /// <exception cref="SocketException">Nobody listens there, or the host does not resolve.</exception>
     /// <exception cref="TlsHandshakeException">The TLS handshake failed.</exception>
+    /// <exception cref="BannerTimeoutException">Connected, but cancelled before the banner came.</exception>
     public static async Task<TinyServerClient> ConnectAsync(string host, int port, TlsClientOptions? tls, CancellationToken cancellationToken = default, int maxReplyLength = Replies.DefaultMaxReplyLength)
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
@@ -155,6 +162,11 @@ public sealed class TinyServerClient : IAsyncDisposable
         {
             await client.DisposeAsync().ConfigureAwait(false);
             throw new ServerClosedException($"the connection was lost before the banner: {e.Message}");
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            await client.DisposeAsync().ConfigureAwait(false);
+            throw new BannerTimeoutException(cancellationToken);
         }
         catch
         {

@@ -130,7 +130,9 @@ public class ClientExitCodeTests
 
         Assert.Equal(4, result.ExitCode);
         Assert.Equal(Lines($"CONNECT to 127.0.0.1:{server.Port}"), result.StandardOutput);
-        Assert.Equal($"tinyserver-client: timed out after 1 s waiting for 127.0.0.1:{server.Port}\n", result.StandardError);
+        Assert.Equal(
+            $"tinyserver-client: timed out after 1 s waiting for 127.0.0.1:{server.Port}: connected, but no banner came (is this a TLS port? try --tls)\n",
+            result.StandardError);
         await server.Session.WaitAsync(Timeouts.Read);
         Assert.Equal("", sentByClient); // The client sends nothing before the banner.
     }

@@ -102,6 +102,22 @@ public sealed class ClientEndpointTests
     }
 
     [Fact]
+    public async Task Cli_without_tls_at_the_tls_port_times_out_and_says_to_try_tls()
+    {
+        // The TLS port waits for a handshake, the client for a banner: nothing comes until the client's timeout.
+        await using TestServer server = await StartAsync();
+        string port = server.TlsEndPoint!.Port.ToString(CultureInfo.InvariantCulture);
+
+        ProcessResult result = await RunClientAsync("--timeout", "1", "127.0.0.1", port, "TIME");
+
+        Assert.Equal(4, result.ExitCode);
+        Assert.Equal(Lines($"CONNECT to 127.0.0.1:{port}"), result.StandardOutput);
+        Assert.Equal(
+            $"tinyserver-client: timed out after 1 s waiting for 127.0.0.1:{port}: connected, but no banner came (is this a TLS port? try --tls)\n",
+            result.StandardError);
+    }
+
+    [Fact]
     public async Task Cli_with_unix_runs_the_commands_and_the_demo()
     {
         string path = TempSocket.NewPath();

@@ -1,5 +1,6 @@
 using TinyServer.ClientLibrary;
 using TinyServer.Protocol;
+using TinyServer.Tests.Cli;
 using TinyServer.Tests.Infrastructure;
 
 namespace TinyServer.Tests.Server;
@@ -17,6 +18,20 @@ public class ClientLibraryTests
         Assert.Equal("ERROR UNKNOWN_COMMAND", await client.RequestAsync("FOO", deadline.Token));
         Assert.Equal("BYE", await client.RequestAsync("QUIT", deadline.Token));
         Assert.Null(await client.ReadReplyAsync(deadline.Token));
+    }
+
+    [Fact]
+    public async Task A_banner_that_does_not_come_before_the_cancellation_is_a_banner_timeout()
+    {
+        // Accepts, then waits for the client to give up (the read ends when the client closes).
+        await using var server = new ScriptedServer(socket => ScriptedServer.ReadLineAsync(socket));
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+
+        BannerTimeoutException error = await Assert.ThrowsAsync<BannerTimeoutException>(() => TinyServerClient.ConnectAsync("127.0.0.1", server.Port, deadline.Token));
+
+        Assert.IsAssignableFrom<OperationCanceledException>(error);
+        Assert.Equal(deadline.Token, error.CancellationToken);
+        await server.Session.WaitAsync(Timeouts.Read); // The client closed its connection.
     }
 
     [Fact]
