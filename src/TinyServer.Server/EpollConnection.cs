@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Threading.Tasks.Sources;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http.Features;
 using TinyServer.Interop;
 
@@ -17,7 +18,7 @@ namespace TinyServer.Server;
 /// holds none. Backpressure is the socket's: nothing is received while <see cref="ServerOptions.MaxReadBuffer"/> bytes
 /// wait to be consumed, and a flush completes only when the kernel has taken every byte.
 /// </summary>
-internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
+internal sealed class EpollConnection : ConnectionContext, IDuplexPipe, IConnectionSocketFeature
 {
     private const int BlockSize = 4096;
 
@@ -39,6 +40,7 @@ internal sealed class EpollConnection : ConnectionContext, IDuplexPipe
         RemoteEndPoint = socket.RemoteEndPoint;
         _reader = new SocketReader(this, maxReadBuffer);
         _writer = new SocketWriter(this);
+        Features.Set<IConnectionSocketFeature>(this); // As Kestrel's socket transport: the idle timeout reads the send queue.
     }
 
     public Socket Socket { get; }

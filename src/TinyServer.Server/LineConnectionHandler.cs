@@ -57,7 +57,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         PipeReader input = connection.Transport.Input;
         PipeWriter output = connection.Transport.Output;
         using var session = new ServerSession(time, options.MaxLineLength);
-        var watch = new Watch(input, output, options.IdleTimeoutSeconds * 1000L);
+        var watch = new Watch(connection, options.IdleTimeoutSeconds * 1000);
         connection.Features.Get<IConnectionHeartbeatFeature>()?.OnHeartbeat(static state => ((Watch)state).OnHeartbeat(), watch);
         using CancellationTokenRegistration onShutdown = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?
             .ConnectionClosedRequested.Register(static state => ((Watch)state!).OnShutdown(), watch) ?? default;
@@ -89,7 +89,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
 
                 if (session.Requests != answered)
                 {
-                    watch.LineArrived();
+                    watch.Progress();
                 }
 
                 if (status != SessionStatus.Closed && result.IsCanceled && watch.Ending is { } ending)
@@ -101,15 +101,23 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
                 }
 
                 watch.Flushing = true;
-                FlushResult flushed = await output.FlushAsync();
+                ValueTask<FlushResult> flushing = output.FlushAsync();
+                bool waited = !flushing.IsCompleted;
+                FlushResult flushed = await flushing;
                 watch.Flushing = false;
                 metrics.OnBatch(session, ref published, started);
                 if (flushed.IsCanceled)
                 {
-                    // The idle timeout struck while the peer was not reading its replies: nothing more can reach it.
+                    // The idle timeout struck while the peer neither sent nor read for the whole timeout: nothing more
+                    // can reach it.
                     reason = "idle timeout while the peer was not reading";
                     connection.Abort();
                     return;
+                }
+
+                if (waited)
+                {
+                    watch.Progress(); // The peer read: the transport could take our replies.
                 }
 
                 open = status != SessionStatus.Closed && !flushed.IsCompleted;
@@ -127,6 +135,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         }
         finally
         {
+            watch.Stop();
             metrics.OnBatch(session, ref published, 0); // Before leaving: once a connection is gone, its counts are in.
             tracker.Leave(address);
             if (watch.Ending == ErrorCode.ShuttingDown)
@@ -180,43 +189,98 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         }
     }
 
-    /// <summary>The connection's clock and end signals, driven from Kestrel's heartbeat and shutdown threads.</summary>
-    private sealed class Watch(PipeReader input, PipeWriter output, long idleTimeoutMilliseconds)
+    /// <summary>
+    /// The connection's clock and end signals, driven from Kestrel's heartbeat and shutdown threads. The clock measures
+    /// how long the peer has neither sent a line nor read a reply: it restarts when a line is answered, when a flush
+    /// that had to wait for the peer completes, and when a heartbeat sees the kernel's send queue for the connection
+    /// move. The last one matters: on loopback the send buffer grows to megabytes and a full socket takes writes again
+    /// only once about a third of it is free, so a flush can wait for many seconds while the peer reads steadily.
+    /// The queue is looked at (one system call) only while a flush waits or the queue held bytes at the last look.
+    /// Every connection, idle ones included, has one: it keeps only the connection and fetches the pipes and the socket
+    /// from it when needed.
+    /// </summary>
+    private sealed class Watch(ConnectionContext connection, int idleTimeoutMilliseconds)
     {
-        private long _lastLine = Environment.TickCount64;
+        private long _lastProgress = Environment.TickCount64;
+        private int _queued; // The send queue at the last look; heartbeat thread only.
         private volatile int _ending = -1;
         private volatile bool _flushing;
+        private volatile bool _stopped;
 
         /// <summary>The error that ends the connection early (idle timeout, shutdown), once one was decided.</summary>
         public ErrorCode? Ending => _ending < 0 ? null : (ErrorCode)_ending;
 
-        public void LineArrived() => Volatile.Write(ref _lastLine, Environment.TickCount64);
-
-        /// <summary>Set around a flush: one still waiting for the peer to read when the idle timeout strikes is canceled.</summary>
+        /// <summary>Set around a flush: one that waits for the peer a whole timeout without progress is canceled.</summary>
         public bool Flushing
         {
             get => _flushing;
             set => _flushing = value;
         }
 
+        /// <summary>The peer sent a line or took replies: the clock starts again.</summary>
+        public void Progress() => Volatile.Write(ref _lastProgress, Environment.TickCount64);
+
+        /// <summary>The handler is done: heartbeats until Kestrel lets go of the connection do nothing.</summary>
+        public void Stop() => _stopped = true;
+
         public void OnHeartbeat()
         {
-            if (idleTimeoutMilliseconds > 0 && _ending < 0 && Environment.TickCount64 - Volatile.Read(ref _lastLine) >= idleTimeoutMilliseconds
-                && Interlocked.CompareExchange(ref _ending, (int)ErrorCode.IdleTimeout, -1) < 0)
+            int ending = _ending;
+            // Once the timeout struck, only its goodbye is watched; during shutdown, the shutdown timeout rules.
+            if (idleTimeoutMilliseconds <= 0 || _stopped || (ending >= 0 && (ending != (int)ErrorCode.IdleTimeout || !_flushing)))
             {
-                input.CancelPendingRead();
+                return;
+            }
+
+            long now = Environment.TickCount64;
+            if ((_flushing || _queued > 0) && connection.Features.Get<IConnectionSocketFeature>()?.Socket is { } socket)
+            {
+                int queued = NonBlocking.SendQueue(socket);
+                if (queued >= 0 && queued != _queued)
+                {
+                    // Fell: the peer took bytes. Grew: the kernel took more of ours, having had room.
+                    Volatile.Write(ref _lastProgress, now);
+                }
+
+                _queued = Math.Max(queued, 0);
+            }
+
+            if (now - Volatile.Read(ref _lastProgress) < idleTimeoutMilliseconds)
+            {
+                return;
+            }
+
+            if (ending >= 0)
+            {
+                Cut(); // The goodbye waited a whole timeout for a peer that does not read.
+            }
+            else if (Interlocked.CompareExchange(ref _ending, (int)ErrorCode.IdleTimeout, -1) < 0)
+            {
+                Volatile.Write(ref _lastProgress, now); // The goodbye gets a whole timeout of its own.
+                connection.Transport.Input.CancelPendingRead();
                 if (_flushing)
                 {
-                    output.CancelPendingFlush();
+                    Cut(); // Waiting, with no progress, for the whole timeout.
                 }
             }
+        }
+
+        /// <summary>
+        /// Nothing more can reach a peer that neither sends nor reads: the waiting flush is canceled (the handler then
+        /// aborts), and the connection aborted from here as well, for a flush that does not see the cancel (TLS on the
+        /// epoll transport: SslStream's write waits on the socket).
+        /// </summary>
+        private void Cut()
+        {
+            connection.Transport.Output.CancelPendingFlush();
+            connection.Abort(new ConnectionAbortedException("The idle timeout struck while the peer was not reading."));
         }
 
         public void OnShutdown()
         {
             if (Interlocked.CompareExchange(ref _ending, (int)ErrorCode.ShuttingDown, -1) < 0)
             {
-                input.CancelPendingRead();
+                connection.Transport.Input.CancelPendingRead();
             }
         }
     }
