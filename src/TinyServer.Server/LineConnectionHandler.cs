@@ -106,17 +106,14 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
                 FlushResult flushed = await flushing;
                 watch.Flushing = false;
                 metrics.OnBatch(session, ref published, started);
-                if (flushed.IsCanceled)
-                {
-                    // The idle timeout struck while the peer neither sent nor read for the whole timeout: nothing more
-                    // can reach it.
-                    reason = "idle timeout while the peer was not reading";
-                    connection.Abort();
-                    return;
-                }
-
                 if (waited)
                 {
+                    if (watch.Cut)
+                    {
+                        reason = "idle timeout while the peer was not reading"; // The flush ended with the connection.
+                        return;
+                    }
+
                     watch.Progress(); // The peer read: the transport could take our replies.
                 }
 
@@ -206,16 +203,20 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         private volatile int _ending = -1;
         private volatile bool _flushing;
         private volatile bool _stopped;
+        private volatile bool _cut;
 
         /// <summary>The error that ends the connection early (idle timeout, shutdown), once one was decided.</summary>
         public ErrorCode? Ending => _ending < 0 ? null : (ErrorCode)_ending;
 
-        /// <summary>Set around a flush: one that waits for the peer a whole timeout without progress is canceled.</summary>
+        /// <summary>Set around a flush: one that waits for the peer a whole timeout without progress ends the connection.</summary>
         public bool Flushing
         {
             get => _flushing;
             set => _flushing = value;
         }
+
+        /// <summary>True once the connection was aborted for a flush that made no progress for a whole timeout.</summary>
+        public bool Cut => _cut;
 
         /// <summary>The peer sent a line or took replies: the clock starts again.</summary>
         public void Progress() => Volatile.Write(ref _lastProgress, Environment.TickCount64);
@@ -252,7 +253,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
 
             if (ending >= 0)
             {
-                Cut(); // The goodbye waited a whole timeout for a peer that does not read.
+                Abort(); // The goodbye waited a whole timeout for a peer that does not read.
             }
             else if (Interlocked.CompareExchange(ref _ending, (int)ErrorCode.IdleTimeout, -1) < 0)
             {
@@ -260,19 +261,20 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
                 connection.Transport.Input.CancelPendingRead();
                 if (_flushing)
                 {
-                    Cut(); // Waiting, with no progress, for the whole timeout.
+                    Abort(); // Waiting, with no progress, for the whole timeout.
                 }
             }
         }
 
         /// <summary>
-        /// Nothing more can reach a peer that neither sends nor reads: the waiting flush is canceled (the handler then
-        /// aborts), and the connection aborted from here as well, for a flush that does not see the cancel (TLS on the
-        /// epoll transport: SslStream's write waits on the socket).
+        /// Nothing more can reach a peer that neither sends nor reads: the connection is aborted, which ends the
+        /// waiting flush on every transport, through TLS too. (Canceling the flush instead would not reach a write
+        /// SslStream has started on the epoll transport, and on Kestrel's would leave bytes in TLS's writer that its
+        /// close then fails to write.)
         /// </summary>
-        private void Cut()
+        private void Abort()
         {
-            connection.Transport.Output.CancelPendingFlush();
+            _cut = true;
             connection.Abort(new ConnectionAbortedException("The idle timeout struck while the peer was not reading."));
         }
 

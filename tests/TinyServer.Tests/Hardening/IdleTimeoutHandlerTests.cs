@@ -26,7 +26,8 @@ public sealed class IdleTimeoutHandlerTests : IAsyncDisposable
 
     public IdleTimeoutHandlerTests()
     {
-        _connection = new Connection(new Duplex(_toServer.Reader, _fromServer.Writer), new Duplex(_fromServer.Reader, _toServer.Writer));
+        // An abort ends the connection's pipes, as a transport's does: a waiting flush then completes.
+        _connection = new Connection(new Duplex(_toServer.Reader, _fromServer.Writer), new Duplex(_fromServer.Reader, _toServer.Writer), () => _fromServer.Reader.Complete());
         _connection.Features.Set<IConnectionHeartbeatFeature>(_heartbeat);
     }
 
@@ -130,13 +131,14 @@ public sealed class IdleTimeoutHandlerTests : IAsyncDisposable
         public void Beat() => _handlers.ForEach(handler => handler.Action(handler.State));
     }
 
-    private sealed class Connection(IDuplexPipe transport, IDuplexPipe application) : DefaultConnectionContext("idle", transport, application)
+    private sealed class Connection(IDuplexPipe transport, IDuplexPipe application, Action onAbort) : DefaultConnectionContext("idle", transport, application)
     {
         public bool Aborted { get; private set; }
 
         public override void Abort(ConnectionAbortedException abortReason)
         {
             Aborted = true;
+            onAbort();
             base.Abort(abortReason);
         }
     }
