@@ -1,12 +1,14 @@
-using System.Collections;
+using System.CommandLine;
 using System.Net.Sockets;
 using Microsoft.Extensions.Hosting.Systemd;
+using Microsoft.Extensions.Options;
 using TinyServer.Server;
 
 ServerOptions? options;
+ParseResult commandLine;
 try
 {
-    options = ServerOptionsLoader.Load(args, Environment.GetEnvironmentVariables(), Path.Combine(AppContext.BaseDirectory, "appsettings.json"));
+    options = ServerOptionsLoader.Load(args, Environment.GetEnvironmentVariables(), Path.Combine(AppContext.BaseDirectory, "appsettings.json"), out commandLine);
 }
 catch (OptionsException e)
 {
@@ -16,8 +18,8 @@ catch (OptionsException e)
 
 if (options is null)
 {
-    Console.Out.Write(ServerOptionsLoader.Usage());
-    return 0;
+    // --help, --version or the [suggest] directive: System.CommandLine writes it and exits 0.
+    return commandLine.Invoke();
 }
 
 FileDescriptorLimit.Raise();
@@ -41,6 +43,12 @@ ILogger logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(
 try
 {
     await app.StartAsync();
+}
+catch (OptionsValidationException e)
+{
+    // Options built by the loader were checked there already; this is the options machinery's ValidateOnStart.
+    Console.Error.WriteLine($"tinyserver: error: {e.Failures.First()}");
+    return 2;
 }
 catch (Exception e) when (e is IOException or SocketException)
 {

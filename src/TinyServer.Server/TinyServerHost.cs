@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Options;
 
 namespace TinyServer.Server;
 
@@ -80,6 +81,12 @@ public static class TinyServerHost
         builder.Services.AddSingleton<FileDescriptorLimit>();
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(options.ShutdownTimeoutSeconds));
         builder.Services.AddSingleton(options);
+
+        // The options machinery checks the ranges again (options built in code skip the loader) before anything listens.
+        builder.Services.AddSingleton<IValidateOptions<ServerOptions>, ServerOptionsValidator>();
+        builder.Services.AddSingleton<IOptionsFactory<ServerOptions>>(services => new GivenOptionsFactory(
+            options, services.GetServices<IConfigureOptions<ServerOptions>>(), services.GetServices<IPostConfigureOptions<ServerOptions>>(), services.GetServices<IValidateOptions<ServerOptions>>()));
+        builder.Services.AddOptions<ServerOptions>().ValidateOnStart();
         builder.Services.AddSingleton(listeners);
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Logging.SetMinimumLevel(options.LogLevel);
@@ -115,6 +122,16 @@ public static class TinyServerHost
     /// <summary>The Prometheus <c>/metrics</c> endpoints (empty unless <c>--metrics-exporter prometheus</c>). Valid once started.</summary>
     public static IReadOnlyList<IPEndPoint> MetricsEndPoints(WebApplication app) =>
         [.. app.Services.GetRequiredService<Listeners>().Metrics.Select(listen => listen.IPEndPoint).OfType<IPEndPoint>()];
+
+    /// <summary>Hands the options machinery the one <see cref="ServerOptions"/> instance (init-only: it cannot be configured in place).</summary>
+    private sealed class GivenOptionsFactory(
+        ServerOptions options,
+        IEnumerable<IConfigureOptions<ServerOptions>> setups,
+        IEnumerable<IPostConfigureOptions<ServerOptions>> postConfigures,
+        IEnumerable<IValidateOptions<ServerOptions>> validations) : OptionsFactory<ServerOptions>(setups, postConfigures, validations)
+    {
+        protected override ServerOptions CreateInstance(string name) => options;
+    }
 
     private sealed class Listeners
     {

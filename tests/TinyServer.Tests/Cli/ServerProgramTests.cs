@@ -160,10 +160,10 @@ public class ServerProgramTests
 
         Assert.Equal(0, result.ExitCode);
         Assert.Equal("", result.StandardError);
-        Assert.StartsWith("Usage: TinyServer.Server", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("Usage:\n  TinyServer.Server [options]\n", result.StandardOutput, StringComparison.Ordinal);
         foreach (string expected in new[]
         {
-            "--port", "--bind", "--max-line-length", "--log-level", "--help",
+            "--port", "--bind", "--max-line-length", "--log-level", "--help", "--version",
             "TINYSERVER_PORT", "TINYSERVER_BIND", "TINYSERVER_MAX_LINE_LENGTH", "TINYSERVER_LOG_LEVEL",
         })
         {
