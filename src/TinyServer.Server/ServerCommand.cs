@@ -35,7 +35,7 @@ internal static class ServerCommand
         new("--bind", "Bind", null, "address to listen on, repeatable (0.0.0.0 or :: listens on all interfaces)", "127.0.0.1 and ::1", Repeatable: true),
         new("--max-line-length", "MaxLineLength", nameof(ServerOptions.MaxLineLength), "longest request line in bytes, line ending excluded", "16384"),
         new("--max-connections", "MaxConnections", nameof(ServerOptions.MaxConnections), "connections served at once; the next gets ERROR TOO_MANY_CONNECTIONS", "10000"),
-        new("--idle-timeout", "IdleTimeout", nameof(ServerOptions.IdleTimeoutSeconds), "seconds without a complete line before ERROR IDLE_TIMEOUT and a close; 0 disables", "300"),
+        new("--idle-timeout", "IdleTimeout", nameof(ServerOptions.IdleTimeoutSeconds), "seconds in which the client neither sends a complete line nor takes a reply, before ERROR IDLE_TIMEOUT and a close; 0 disables", "300"),
         new("--max-read-buffer", "MaxReadBuffer", nameof(ServerOptions.MaxReadBuffer), "bytes received and not yet answered before reading pauses", "32768"),
         new("--max-write-buffer", "MaxWriteBuffer", nameof(ServerOptions.MaxWriteBuffer), "bytes of replies queued for a slow reader before answering pauses", "32768"),
         new("--linger-timeout", "LingerTimeout", nameof(ServerOptions.LingerTimeoutSeconds), "seconds to read and discard input after the last reply before closing, so the reply is not lost to a reset", "2"),

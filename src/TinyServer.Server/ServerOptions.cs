@@ -53,7 +53,7 @@ public sealed record ServerOptions
     [Range(1, 1_000_000, ErrorMessage = "is not a connection count: use {1}-{2}")]
     public int MaxConnections { get; init; } = 10_000;
 
-    /// <summary>Seconds without a complete line before <c>ERROR IDLE_TIMEOUT</c> and a close; 0 disables.</summary>
+    /// <summary>Seconds in which the client neither sends a complete line nor takes a reply, before <c>ERROR IDLE_TIMEOUT</c> and a close; 0 disables.</summary>
     [Range(0, 86_400, ErrorMessage = "is not a timeout: use 0 (off) to {2} seconds")]
     public int IdleTimeoutSeconds { get; init; } = 300;
 
