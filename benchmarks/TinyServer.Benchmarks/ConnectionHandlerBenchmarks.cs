@@ -69,7 +69,7 @@ public class ConnectionHandlerBenchmarks
         string[] got = replies.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         bool ok = got.Length == Pipeline && got.Zip(lines).All(p => p.Second switch
         {
-            "TIME" => ReplyCheck.IsTimeReply(Encoding.ASCII.GetBytes(p.First)),
+            "TIME" => ReplyReader.IsTimeReply(Encoding.ASCII.GetBytes(p.First)),
             "ECHO hello" => p.First == "ECHO hello",
             "HELP" => p.First + "\n" == Encoding.ASCII.GetString(Wire.Help),
             _ => p.First == "ERROR UNKNOWN_COMMAND",

@@ -5,7 +5,7 @@ using TinyServer.Protocol;
 namespace TinyServer.Benchmarks;
 
 /// <summary>
-/// Formatting, per response, into an <see cref="IBufferWriter{T}"/> that is reset every operation (the server writes
+/// Formatting, per reply, into an <see cref="IBufferWriter{T}"/> that is reset every operation (the server writes
 /// into its output pipe the same way).
 /// </summary>
 [MemoryDiagnoser]
@@ -22,7 +22,7 @@ public class FormattingBenchmarks
     public int Time()
     {
         _output.ResetWrittenCount();
-        return Responses.WriteTime(_output, FixedTime);
+        return ReplyWriter.WriteTime(_output, FixedTime);
     }
 
     /// <summary>Reading the local clock, then formatting: what the server did for TIME before the per-second cache.</summary>
@@ -30,7 +30,7 @@ public class FormattingBenchmarks
     public int TimeWithClock()
     {
         _output.ResetWrittenCount();
-        return Responses.WriteTime(_output, TimeProvider.System.GetLocalNow());
+        return ReplyWriter.WriteTime(_output, TimeProvider.System.GetLocalNow());
     }
 
     /// <summary>What the server does for TIME: read the UTC clock, format only when the second changed (<see cref="TimeCache"/>).</summary>
@@ -38,84 +38,84 @@ public class FormattingBenchmarks
     public int TimeCached()
     {
         _output.ResetWrittenCount();
-        return Responses.WriteTime(_output, _timeCache.Now(TimeProvider.System));
+        return ReplyWriter.WriteTime(_output, _timeCache.Now(TimeProvider.System));
     }
 
     [Benchmark]
     public int Echo16B()
     {
         _output.ResetWrittenCount();
-        return Responses.WriteEcho(_output, _text16);
+        return ReplyWriter.WriteEcho(_output, _text16);
     }
 
     [Benchmark]
     public int Echo1KiB()
     {
         _output.ResetWrittenCount();
-        return Responses.WriteEcho(_output, _text1K);
+        return ReplyWriter.WriteEcho(_output, _text1K);
     }
 
     [Benchmark]
     public int Help()
     {
         _output.ResetWrittenCount();
-        return Responses.WriteHelp(_output);
+        return ReplyWriter.WriteHelp(_output);
     }
 
     [Benchmark]
     public int Bye()
     {
         _output.ResetWrittenCount();
-        return Responses.WriteBye(_output);
+        return ReplyWriter.WriteBye(_output);
     }
 
     [Benchmark]
     public int Banner()
     {
         _output.ResetWrittenCount();
-        return Responses.WriteBanner(_output);
+        return ReplyWriter.WriteBanner(_output);
     }
 
     [Benchmark]
     public int ErrorUnknownCommand()
     {
         _output.ResetWrittenCount();
-        return Responses.WriteError(_output, ErrorCode.UnknownCommand);
+        return ReplyWriter.WriteError(_output, ErrorCode.UnknownCommand);
     }
 
     [Benchmark]
     public int ErrorBadArguments()
     {
         _output.ResetWrittenCount();
-        return Responses.WriteError(_output, ErrorCode.BadArguments);
+        return ReplyWriter.WriteError(_output, ErrorCode.BadArguments);
     }
 
     [Benchmark]
     public int ErrorLineTooLong()
     {
         _output.ResetWrittenCount();
-        return Responses.WriteError(_output, ErrorCode.LineTooLong);
+        return ReplyWriter.WriteError(_output, ErrorCode.LineTooLong);
     }
 
     [Benchmark]
     public int ErrorTooManyConnections()
     {
         _output.ResetWrittenCount();
-        return Responses.WriteError(_output, ErrorCode.TooManyConnections);
+        return ReplyWriter.WriteError(_output, ErrorCode.TooManyConnections);
     }
 
     [Benchmark]
     public int ErrorIdleTimeout()
     {
         _output.ResetWrittenCount();
-        return Responses.WriteError(_output, ErrorCode.IdleTimeout);
+        return ReplyWriter.WriteError(_output, ErrorCode.IdleTimeout);
     }
 
     [Benchmark]
     public int ErrorShuttingDown()
     {
         _output.ResetWrittenCount();
-        return Responses.WriteError(_output, ErrorCode.ShuttingDown);
+        return ReplyWriter.WriteError(_output, ErrorCode.ShuttingDown);
     }
 
     private static byte[] MakeText(int length)

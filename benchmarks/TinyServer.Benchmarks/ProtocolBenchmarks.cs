@@ -42,7 +42,7 @@ public class ProtocolBenchmarks
         _decoder.TryReadLine(ref reader, false, _output, out ReadOnlySpan<byte> line);
         if (Commands.Parse(line, out ReadOnlySpan<byte> text) == Command.Echo)
         {
-            Responses.WriteEcho(_output, text);
+            ReplyWriter.WriteEcho(_output, text);
         }
 
         return _output.WrittenCount;
@@ -70,7 +70,7 @@ public class ProtocolBenchmarks
     public int FormatTime()
     {
         _output.ResetWrittenCount();
-        Responses.WriteTime(_output, DateTimeOffset.Now);
+        ReplyWriter.WriteTime(_output, DateTimeOffset.Now);
         return _output.WrittenCount;
     }
 }

@@ -6,7 +6,7 @@ namespace TinyServer.Fuzz;
 /// <summary>
 /// The fuzz target: arbitrary bytes through a <see cref="ServerSession"/>, driven as the Kestrel handler drives it.
 /// It throws <see cref="FuzzViolation"/> (which the fuzzer records as a crash) unless the session answers with
-/// well-formed responses or closes, never holds more than the maximum line length + 1 bytes for an unfinished line,
+/// well-formed replies or closes, never holds more than the maximum line length + 1 bytes for an unfinished line,
 /// and keeps to its output budget. Any other exception escaping the session is a crash too.
 /// </summary>
 /// <remarks>

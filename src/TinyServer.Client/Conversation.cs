@@ -45,11 +45,11 @@ internal sealed class Conversation : IAsyncDisposable
     /// <summary>Each command in turn, each after the previous one's reply, then QUIT unless a command was QUIT.</summary>
     public async Task<ExitCode> RunAsync(IReadOnlyList<string> commands)
     {
-        foreach (string command in commands.Any(Replies.IsQuit) ? commands : [.. commands, "QUIT"])
+        foreach (string command in commands.Any(Commands.IsQuit) ? commands : [.. commands, "QUIT"])
         {
             await SendAsync(command);
             await WaitAsync(input: null);
-            if (Replies.IsQuit(command))
+            if (Commands.IsQuit(command))
             {
                 break;
             }
@@ -151,13 +151,13 @@ internal sealed class Conversation : IAsyncDisposable
         }
 
         Console.Out.WriteLine($"<- {line}");
-        if (_unanswered.Count == 0 || Replies.IsClosingNotice(line))
+        if (_unanswered.Count == 0 || ReplyReader.IsClosingNotice(line))
         {
             return; // Sent unasked: it answers no command.
         }
 
         string command = _unanswered.Dequeue();
-        if (Replies.IsError(line))
+        if (ReplyReader.IsError(line))
         {
             Result = ExitCode.ErrorReply;
             if (!_interactive)

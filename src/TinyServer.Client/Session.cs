@@ -63,7 +63,7 @@ internal sealed class Session(Target target, TimeSpan timeout)
                 else
                 {
                     await conversation.SendAsync(line);
-                    input = Replies.IsQuit(line) ? null : ReadLineAsync();
+                    input = Commands.IsQuit(line) ? null : ReadLineAsync();
                 }
             }
 
@@ -99,7 +99,7 @@ internal sealed class Session(Target target, TimeSpan timeout)
 
             await conversation.SendAsync(command);
             await conversation.WaitAsync(input: null);
-            if (Replies.IsQuit(command))
+            if (Commands.IsQuit(command))
             {
                 return conversation.Result;
             }

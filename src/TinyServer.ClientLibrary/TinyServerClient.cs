@@ -68,7 +68,7 @@ public sealed class TinyServerClient : IAsyncDisposable
 
     /// <summary>Connects (trying every address of <paramref name="host"/>) and reads the banner.</summary>
     /// <exception cref="SocketException">Nobody listens there, or the host does not resolve.</exception>
-    public static Task<TinyServerClient> ConnectAsync(string host, int port, CancellationToken cancellationToken = default, int maxReplyLength = Replies.DefaultMaxReplyLength) =>
+    public static Task<TinyServerClient> ConnectAsync(string host, int port, CancellationToken cancellationToken = default, int maxReplyLength = ReplyReader.DefaultMaxReplyLength) =>
         ConnectAsync(host, port, tls: null, cancellationToken, maxReplyLength);
 
     /// <summary>
@@ -78,7 +78,7 @@ public sealed class TinyServerClient : IAsyncDisposable
     /// <exception cref="SocketException">Nobody listens there, or the host does not resolve.</exception>
     /// <exception cref="TlsHandshakeException">The TLS handshake failed.</exception>
     /// <exception cref="BannerTimeoutException">Connected, but cancelled before the banner came.</exception>
-    public static async Task<TinyServerClient> ConnectAsync(string host, int port, TlsClientOptions? tls, CancellationToken cancellationToken = default, int maxReplyLength = Replies.DefaultMaxReplyLength)
+    public static async Task<TinyServerClient> ConnectAsync(string host, int port, TlsClientOptions? tls, CancellationToken cancellationToken = default, int maxReplyLength = ReplyReader.DefaultMaxReplyLength)
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
@@ -131,7 +131,7 @@ public sealed class TinyServerClient : IAsyncDisposable
 
     /// <summary>Connects to a server's Unix domain socket at <paramref name="path"/> and reads the banner.</summary>
     /// <exception cref="SocketException">Nobody listens there, or there is no such socket.</exception>
-    public static async Task<TinyServerClient> ConnectUnixAsync(string path, CancellationToken cancellationToken = default, int maxReplyLength = Replies.DefaultMaxReplyLength)
+    public static async Task<TinyServerClient> ConnectUnixAsync(string path, CancellationToken cancellationToken = default, int maxReplyLength = ReplyReader.DefaultMaxReplyLength)
     {
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
@@ -153,7 +153,7 @@ public sealed class TinyServerClient : IAsyncDisposable
         {
             string banner = await client.ReadReplyAsync(cancellationToken).ConfigureAwait(false)
                 ?? throw new ServerClosedException("the server closed the connection before its banner");
-            client.Banner = Replies.IsBanner(banner)
+            client.Banner = ReplyReader.IsBanner(banner)
                 ? banner
                 : throw new ProtocolException($"not a TinyServer: it greeted with '{Shorten(banner)}'");
             return client;
@@ -184,7 +184,7 @@ public sealed class TinyServerClient : IAsyncDisposable
         _output.ResetWrittenCount();
         foreach (string command in commands)
         {
-            Replies.WriteRequest(_output, command);
+            RequestWriter.Write(_output, command);
         }
 
         await _stream.WriteAsync(_output.WrittenMemory, cancellationToken).ConfigureAwait(false);
@@ -192,7 +192,7 @@ public sealed class TinyServerClient : IAsyncDisposable
 
     /// <summary>
     /// Reads the next line the server sent; null when the server has closed the connection. That is the next reply,
-    /// or a notice the server sends unasked just before it closes (<see cref="Replies.IsClosingNotice"/>:
+    /// or a notice the server sends unasked just before it closes (<see cref="ReplyReader.IsClosingNotice"/>:
     /// <c>ERROR IDLE_TIMEOUT</c>, <c>ERROR SHUTTING_DOWN</c>), which answers no request.
     /// </summary>
     /// <exception cref="ServerClosedException">The server closed the connection in the middle of a reply line.</exception>
@@ -255,7 +255,7 @@ public sealed class TinyServerClient : IAsyncDisposable
     {
         var reader = new SequenceReader<byte>(buffer);
         LineStatus status = _decoder.TryReadLine(ref reader, isFinalBlock: false, null, out ReadOnlySpan<byte> line);
-        reply = status == LineStatus.Line ? Replies.Decode(line) : null;
+        reply = status == LineStatus.Line ? ReplyReader.Decode(line) : null;
         consumed = reader.Position;
         return status;
     }

@@ -8,7 +8,7 @@ internal enum ReplyShape
     /// <summary>The reply must be these bytes, byte for byte.</summary>
     Exact,
 
-    /// <summary>A TinyServer time-reply (<see cref="ReplyCheck.IsTimeReply"/>).</summary>
+    /// <summary>A TinyServer time-reply (<see cref="ReplyReader.IsTimeReply"/>).</summary>
     Time,
 
     /// <summary>A Redis TIME reply: an array of two bulk strings of digits (<see cref="Resp.IsTimeReply"/>).</summary>
@@ -29,14 +29,14 @@ internal sealed class ExpectedReply(ReplyShape shape, byte[] exact)
     public int MaxLength => shape switch
     {
         ReplyShape.Exact => exact.Length,
-        ReplyShape.Time => Responses.TimeLineLength,
+        ReplyShape.Time => ReplyWriter.TimeLineLength,
         _ => Resp.MaxTimeReplyLength,
     };
 
     public bool Matches(ReadOnlySpan<byte> reply) => shape switch
     {
         ReplyShape.Exact => reply.SequenceEqual(exact),
-        ReplyShape.Time => ReplyCheck.IsTimeReply(reply),
+        ReplyShape.Time => ReplyReader.IsTimeReply(reply),
         _ => Resp.IsTimeReply(reply),
     };
 }

@@ -119,7 +119,7 @@ internal sealed class Workload
     private static byte[] RequestBytes(ReadOnlySpan<byte> line)
     {
         var writer = new ArrayBufferWriter<byte>();
-        Responses.WriteRequest(writer, line);
+        RequestWriter.Write(writer, line);
         return writer.WrittenSpan.ToArray();
     }
 

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Text;
 
 namespace TinyServer.Protocol;
 
@@ -59,4 +60,7 @@ public static class Commands
             : Command.Unknown;
         return command == Command.Unknown || onlySpaces ? command : Command.BadArguments;
     }
+
+    /// <summary>True when <paramref name="command"/>, a request line a client is about to send, is QUIT, which ends the session.</summary>
+    public static bool IsQuit(string command) => Parse(Encoding.UTF8.GetBytes(command), out _) == Command.Quit;
 }

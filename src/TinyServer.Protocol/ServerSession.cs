@@ -20,7 +20,7 @@ public enum SessionStatus
 }
 
 /// <summary>
-/// The server side of one connection, without I/O: request bytes in, response bytes out. The host writes the
+/// The server side of one connection, without I/O: request bytes in, reply bytes out. The host writes the
 /// banner, then calls <see cref="Process"/> with every buffer it reads and flushes once per call.
 /// </summary>
 public sealed class ServerSession(TimeProvider time, int maxLineLength = Wire.DefaultMaxLineLength) : IDisposable
@@ -58,7 +58,7 @@ public sealed class ServerSession(TimeProvider time, int maxLineLength = Wire.De
     /// </summary>
     /// <param name="input">Everything received and not yet consumed.</param>
     /// <param name="isFinalBlock">The peer has finished sending (half-close): a last line without LF is a line too.</param>
-    /// <param name="output">Where responses go.</param>
+    /// <param name="output">Where replies go.</param>
     /// <param name="outputBudget">Stop answering once this many reply bytes were written in this call, so that a
     /// peer that pipelines without reading cannot make the server buffer more than about this much.</param>
     /// <param name="consumed">How far the input was consumed; the rest must be offered again.</param>
@@ -89,7 +89,7 @@ public sealed class ServerSession(TimeProvider time, int maxLineLength = Wire.De
 
                     break;
                 case LineStatus.LineTooLong:
-                    written += Responses.WriteError(output, ErrorCode.LineTooLong);
+                    written += ReplyWriter.WriteError(output, ErrorCode.LineTooLong);
                     CloseReason = CloseReason.LineTooLong;
                     LinesTooLong++;
                     consumed = input.End;
@@ -126,18 +126,18 @@ public sealed class ServerSession(TimeProvider time, int maxLineLength = Wire.De
         switch (command)
         {
             case Command.Time:
-                return Responses.WriteTime(output, _time.Now(time));
+                return ReplyWriter.WriteTime(output, _time.Now(time));
             case Command.Echo:
-                return Responses.WriteEcho(output, text);
+                return ReplyWriter.WriteEcho(output, text);
             case Command.Help:
-                return Responses.WriteHelp(output);
+                return ReplyWriter.WriteHelp(output);
             case Command.Quit:
                 CloseReason = CloseReason.Quit;
-                return Responses.WriteBye(output);
+                return ReplyWriter.WriteBye(output);
             case Command.BadArguments:
-                return Responses.WriteError(output, ErrorCode.BadArguments);
+                return ReplyWriter.WriteError(output, ErrorCode.BadArguments);
             default:
-                return Responses.WriteError(output, ErrorCode.UnknownCommand);
+                return ReplyWriter.WriteError(output, ErrorCode.UnknownCommand);
         }
     }
 

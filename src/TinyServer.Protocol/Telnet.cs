@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace TinyServer.Protocol;
 
 /// <summary>Telnet command bytes (RFC 854, RFC 855, RFC 860).</summary>
@@ -22,4 +24,27 @@ public static class Telnet
 
     /// <summary>The TIMING-MARK option a telnet client sends after IAC IP (RFC 860).</summary>
     public const byte TimingMark = 6;
+
+    /// <summary>
+    /// Writes <paramref name="data"/> with every data byte 255 doubled (<c>IAC IAC</c>), as telnet requires in both
+    /// directions; returns the number of bytes written.
+    /// </summary>
+    internal static int WriteEscaped(IBufferWriter<byte> output, ReadOnlySpan<byte> data)
+    {
+        int written = 0;
+        while (true)
+        {
+            int iac = data.IndexOf(Iac);
+            if (iac < 0)
+            {
+                output.Write(data);
+                return written + data.Length;
+            }
+
+            output.Write(data[..(iac + 1)]);
+            output.Write([Iac]);
+            written += iac + 2;
+            data = data[(iac + 1)..];
+        }
+    }
 }

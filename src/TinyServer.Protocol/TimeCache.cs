@@ -20,14 +20,14 @@ public struct TimeCache
         long second = utc.UtcTicks / TimeSpan.TicksPerSecond;
         if (second != _second)
         {
-            Responses.FormatTimestamp(TimeZoneInfo.ConvertTime(utc, time.LocalTimeZone), _text);
+            ReplyWriter.FormatTimestamp(TimeZoneInfo.ConvertTime(utc, time.LocalTimeZone), _text);
             _second = second;
         }
 
         return _text;
     }
 
-    [InlineArray(Responses.TimestampLength)]
+    [InlineArray(ReplyWriter.TimestampLength)]
     private struct Timestamp
     {
         private byte _first;

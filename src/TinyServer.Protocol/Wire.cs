@@ -1,6 +1,6 @@
 namespace TinyServer.Protocol;
 
-/// <summary>The fixed strings and bytes of the protocol (see protocol.md). Every response line ends in LF.</summary>
+/// <summary>The fixed strings and bytes of the protocol (see protocol.md). Every reply line ends in LF.</summary>
 public static class Wire
 {
     public const byte LF = (byte)'\n';

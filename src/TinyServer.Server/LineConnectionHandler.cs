@@ -28,7 +28,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
     /// <summary>Over a connection limit: Kestrel's own limit would close silently, so tell the client why.</summary>
     private async Task RejectAsync(ConnectionContext connection, string rejection)
     {
-        Responses.WriteError(connection.Transport.Output, ErrorCode.TooManyConnections);
+        ReplyWriter.WriteError(connection.Transport.Output, ErrorCode.TooManyConnections);
         metrics.Rejected(rejection);
         metrics.ErrorSent(ErrorCode.TooManyConnections);
         Log.ConnectionRejected(logger, connection.ConnectionId, connection.RemoteEndPoint, rejection);
@@ -66,7 +66,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         var published = default(ServerMetrics.Published);
         try
         {
-            Responses.WriteBanner(output);
+            ReplyWriter.WriteBanner(output);
             metrics.BannerSent();
             bool open = !(await output.FlushAsync()).IsCompleted;
             while (open)
@@ -94,7 +94,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
 
                 if (status != SessionStatus.Closed && result.IsCanceled && watch.Ending is { } ending)
                 {
-                    Responses.WriteError(output, ending);
+                    ReplyWriter.WriteError(output, ending);
                     metrics.ErrorSent(ending);
                     status = SessionStatus.Closed;
                     reason = ending == ErrorCode.ShuttingDown ? "shutting down" : "idle timeout";

@@ -157,7 +157,7 @@ public sealed class TlsGate
     /// <summary>Plain text on the TLS port: one error line in clear text, then a graceful close.</summary>
     private async Task RefuseAsync(ConnectionContext connection, CancellationToken end)
     {
-        Responses.WriteError(connection.Transport.Output, ErrorCode.TlsRequired);
+        ReplyWriter.WriteError(connection.Transport.Output, ErrorCode.TlsRequired);
         _metrics.Rejected(RejectionReasons.TlsRequired);
         _metrics.ErrorSent(ErrorCode.TlsRequired);
         Closed(connection, "plain text on the TLS port");

@@ -124,9 +124,9 @@ public class WorkloadTests
     public void The_time_check_accepts_what_the_server_writes()
     {
         var writer = new System.Buffers.ArrayBufferWriter<byte>();
-        Responses.WriteTime(writer, new DateTimeOffset(2025, 9, 12, 17, 24, 13, TimeSpan.FromHours(-5)));
+        ReplyWriter.WriteTime(writer, new DateTimeOffset(2025, 9, 12, 17, 24, 13, TimeSpan.FromHours(-5)));
 
-        Assert.True(ReplyCheck.IsTimeReply(writer.WrittenSpan[..^1]));
-        Assert.False(ReplyCheck.IsTimeReply(writer.WrittenSpan));
+        Assert.True(ReplyReader.IsTimeReply(writer.WrittenSpan[..^1]));
+        Assert.False(ReplyReader.IsTimeReply(writer.WrittenSpan));
     }
 }

@@ -4,7 +4,7 @@ namespace TinyServer.Tests.Properties;
 
 /// <summary>
 /// An independent reference model of protocol.md, written from the document alone (it calls nothing in
-/// TinyServer.Protocol): the whole request stream in, the exact response bytes out. It reads one byte at a time,
+/// TinyServer.Protocol): the whole request stream in, the exact reply bytes out. It reads one byte at a time,
 /// which is slow and obviously in stream order, so segmentation and output budgets cannot matter to it.
 /// </summary>
 /// <remarks>
@@ -188,7 +188,7 @@ public static class ReferenceModel
     private static byte[] DropFinalCr(List<byte> line) =>
         line.Count > 0 && line[^1] == Cr ? [.. line.Take(line.Count - 1)] : [.. line];
 
-    /// <summary>Writes the response to one request line; true when the connection closes after it (QUIT).</summary>
+    /// <summary>Writes the reply to one request line; true when the connection closes after it (QUIT).</summary>
     private static bool Answer(byte[] line, List<byte> output, byte[] timeReply)
     {
         int space = Array.IndexOf(line, Sp);

@@ -6,7 +6,7 @@ namespace TinyServer.Tests.Protocol;
 
 /// <summary>
 /// The protocol contract, one request script at a time. Every script is replayed whole, cut in two at every
-/// byte, and one byte at a time: the responses must not depend on how the bytes arrive.
+/// byte, and one byte at a time: the replies must not depend on how the bytes arrive.
 /// </summary>
 public class SessionTests
 {
@@ -152,10 +152,10 @@ public class SessionTests
     public void Time_is_local_iso8601_to_the_second_with_a_numeric_offset()
     {
         var output = new System.Buffers.ArrayBufferWriter<byte>();
-        Responses.WriteTime(output, new DateTimeOffset(2025, 9, 12, 17, 24, 13, TimeSpan.FromHours(-5)));
-        Responses.WriteTime(output, new DateTimeOffset(2001, 1, 2, 3, 4, 5, TimeSpan.Zero));
-        Responses.WriteTime(output, new DateTimeOffset(1999, 12, 31, 23, 59, 59, new TimeSpan(5, 30, 0)));
-        Responses.WriteTime(output, new DateTimeOffset(2030, 6, 7, 0, 0, 0, new TimeSpan(-9, -30, 0)));
+        ReplyWriter.WriteTime(output, new DateTimeOffset(2025, 9, 12, 17, 24, 13, TimeSpan.FromHours(-5)));
+        ReplyWriter.WriteTime(output, new DateTimeOffset(2001, 1, 2, 3, 4, 5, TimeSpan.Zero));
+        ReplyWriter.WriteTime(output, new DateTimeOffset(1999, 12, 31, 23, 59, 59, new TimeSpan(5, 30, 0)));
+        ReplyWriter.WriteTime(output, new DateTimeOffset(2030, 6, 7, 0, 0, 0, new TimeSpan(-9, -30, 0)));
         Assert.Equal(
             "TIME 2025-09-12T17:24:13-05:00\nTIME 2001-01-02T03:04:05+00:00\nTIME 1999-12-31T23:59:59+05:30\nTIME 2030-06-07T00:00:00-09:30\n",
             S(output.WrittenSpan.ToArray()));

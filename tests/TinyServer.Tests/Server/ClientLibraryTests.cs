@@ -83,7 +83,7 @@ public class ClientLibraryTests
         Task<string?> notice = client.ReadReplyAsync(deadline.Token);
         await server.StopAsync();
         Assert.Equal("ERROR SHUTTING_DOWN", await notice);
-        Assert.True(Replies.IsClosingNotice((await notice)!));
+        Assert.True(ReplyReader.IsClosingNotice((await notice)!));
         Assert.Null(await client.ReadReplyAsync(deadline.Token));
     }
 
@@ -99,5 +99,5 @@ public class ClientLibraryTests
     [InlineData("SHUTTING_DOWN", false)]
     [InlineData("BYE", false)]
     [InlineData("", false)]
-    public void A_closing_notice_is_told_from_a_reply(string line, bool notice) => Assert.Equal(notice, Replies.IsClosingNotice(line));
+    public void A_closing_notice_is_told_from_a_reply(string line, bool notice) => Assert.Equal(notice, ReplyReader.IsClosingNotice(line));
 }

@@ -2,8 +2,11 @@ using System.Buffers;
 
 namespace TinyServer.Protocol;
 
-/// <summary>Writes response lines. Nothing here allocates: every write goes straight into the output buffer.</summary>
-public static class Responses
+/// <summary>
+/// The server side of the reply lines of protocol.md: writes them. Nothing here allocates: every write goes straight
+/// into the output buffer. A client reads them with <see cref="ReplyReader"/>.
+/// </summary>
+public static class ReplyWriter
 {
     /// <summary>Length of <c>TIME yyyy-MM-ddTHH:mm:ss+hh:mm\n</c>.</summary>
     public const int TimeLineLength = 31;
@@ -80,48 +83,15 @@ public static class Responses
         }
 
         output.Write(Wire.EchoPrefix);
-        int escaped = WriteEscaped(output, text);
+        int escaped = Telnet.WriteEscaped(output, text);
         output.Write([Wire.LF]);
         return Wire.EchoPrefix.Length + escaped + 1;
-    }
-
-    /// <summary>A request line for a client to send: the text with 255 doubled, then LF.</summary>
-    /// <exception cref="ArgumentException">The text contains LF, which would make it two requests.</exception>
-    public static int WriteRequest(IBufferWriter<byte> output, ReadOnlySpan<byte> line)
-    {
-        if (line.Contains(Wire.LF))
-        {
-            throw new ArgumentException("A request cannot contain a line feed.", nameof(line));
-        }
-
-        int escaped = WriteEscaped(output, line);
-        output.Write([Wire.LF]);
-        return escaped + 1;
     }
 
     private static int WriteFixed(IBufferWriter<byte> output, ReadOnlySpan<byte> line)
     {
         output.Write(line);
         return line.Length;
-    }
-
-    private static int WriteEscaped(IBufferWriter<byte> output, ReadOnlySpan<byte> text)
-    {
-        int written = 0;
-        while (true)
-        {
-            int iac = text.IndexOf(Telnet.Iac);
-            if (iac < 0)
-            {
-                output.Write(text);
-                return written + text.Length;
-            }
-
-            output.Write(text[..(iac + 1)]);
-            output.Write([Telnet.Iac]);
-            written += iac + 2;
-            text = text[(iac + 1)..];
-        }
     }
 
     private static void Digits2(Span<byte> destination, int value)

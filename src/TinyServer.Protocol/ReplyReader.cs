@@ -1,16 +1,21 @@
-using System.Buffers;
 using System.Text;
 
 namespace TinyServer.Protocol;
 
-/// <summary>The client side of the wire format: reads reply lines and classifies them.</summary>
-public static class Replies
+/// <summary>
+/// The client side of the reply lines of protocol.md: how long one may be, how to decode one, and which reply it is.
+/// The server writes them with <see cref="ReplyWriter"/>.
+/// </summary>
+public static class ReplyReader
 {
     /// <summary>
     /// Longest reply line a client accepts by default: an ECHO of the longest request the server accepts
     /// (the reply is as long as the request), with room for a server configured up to 1 MiB.
     /// </summary>
     public const int DefaultMaxReplyLength = 1024 * 1024 + 16;
+
+    // Every 'd' is a digit, '+' is the sign of the offset ('+' or '-'); any other byte must be itself.
+    private static ReadOnlySpan<byte> TimeReplyShape => "TIME dddd-dd-ddTdd:dd:dd+dd:dd"u8;
 
     /// <summary>True when <paramref name="reply"/> is an error reply (compared case-insensitively).</summary>
     public static bool IsError(string reply) => reply.StartsWith(Wire.ErrorPrefixText, StringComparison.OrdinalIgnoreCase);
@@ -37,13 +42,36 @@ public static class Replies
             || code.Equals(ErrorCodes.Name(ErrorCode.ShuttingDown), StringComparison.OrdinalIgnoreCase);
     }
 
-    /// <summary>True when <paramref name="command"/> is QUIT, which ends the session.</summary>
-    public static bool IsQuit(string command) => Commands.Parse(Encoding.UTF8.GetBytes(command), out _) == Command.Quit;
-
     /// <summary>Decodes a reply line as UTF-8 (invalid bytes become U+FFFD).</summary>
     public static string Decode(ReadOnlySpan<byte> line) => Encoding.UTF8.GetString(line);
 
-    /// <summary>Writes <paramref name="command"/> as a request line (UTF-8, LF-terminated).</summary>
-    public static void WriteRequest(IBufferWriter<byte> output, string command) =>
-        Responses.WriteRequest(output, Encoding.UTF8.GetBytes(command));
+    /// <summary>
+    /// True when <paramref name="line"/> (line ending removed) is a time-reply, <c>TIME 2025-09-12T17:24:13-05:00</c>:
+    /// ISO 8601 to the second with a numeric UTC offset (never <c>Z</c>), exactly as the server writes it.
+    /// </summary>
+    public static bool IsTimeReply(ReadOnlySpan<byte> line)
+    {
+        ReadOnlySpan<byte> shape = TimeReplyShape;
+        if (line.Length != shape.Length)
+        {
+            return false;
+        }
+
+        for (int i = 0; i < shape.Length; i++)
+        {
+            byte b = line[i];
+            bool ok = shape[i] switch
+            {
+                (byte)'d' => char.IsAsciiDigit((char)b),
+                (byte)'+' => b is (byte)'+' or (byte)'-',
+                _ => b == shape[i],
+            };
+            if (!ok)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
 }
