@@ -15,8 +15,8 @@ namespace TinyServer.Interop;
 /// <para>
 /// The caller chooses the triggering with the events it passes. Without EPOLLET a registration is level-triggered:
 /// the load generator's, which asks for <see cref="Writable"/> only while a connect or a send is unfinished
-/// (<see cref="Change"/>). With EPOLLET (1u &lt;&lt; 31) it is edge-triggered: the server's, registered once for
-/// readable, writable and EPOLLRDHUP and never changed, so a readiness is reported when it arises, not again while it
+/// (<see cref="Change"/>). With <see cref="EdgeTriggered"/> it is edge-triggered: the server's, registered once for
+/// readable, writable and <see cref="PeerClosed"/> and never changed, so a readiness is reported when it arises, not again while it
 /// lasts.
 /// </para>
 /// <para>
@@ -30,6 +30,8 @@ internal sealed unsafe partial class Epoll : IDisposable
     public const uint Writable = 0x004;
     public const uint Error = 0x008;
     public const uint HangUp = 0x010;
+    public const uint PeerClosed = 0x2000; // EPOLLRDHUP: the peer shut down its side.
+    public const uint EdgeTriggered = 1u << 31; // EPOLLET
 
     private const int Add = 1;
     private const int Modify = 3;

@@ -1,20 +1,23 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
+using System.Diagnostics.Metrics;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using TinyServer.Transport.Epoll;
 
 namespace TinyServer.Server;
 
 /// <summary>
-/// The listening side of both transports: it accepts each connection and hands it to the epoll loops
-/// (<see cref="EpollLoops"/>, the Linux default) or to Kestrel's socket transport. Unlike Kestrel's own listener, when
+/// The listening side of both transports: it accepts each connection and hands it to the epoll transport
+/// (<see cref="EpollConnectionContextFactory"/>, the Linux default) or to Kestrel's socket transport
+/// (<see cref="SocketConnectionContextFactory"/>), each configured here from <see cref="ServerOptions"/>. Unlike Kestrel's own listener, when
 /// accepting fails for lack of resources (out of file descriptors, out of memory), it waits and retries, backing off
 /// from 10 ms to 1 s, instead of retrying at once in a loop that holds a core at 100% until descriptors free up; and it
 /// does not accept at all while connections would eat into the descriptors the runtime needs
 /// (<see cref="FileDescriptorLimit"/>). The pending connections
 /// stay in the listen backlog meanwhile and are served as soon as clients leave.
 /// </summary>
-internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTracker tracker, FileDescriptorLimit descriptors, ILoggerFactory loggers) : IConnectionListenerFactory, IDisposable
+internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTracker tracker, FileDescriptorLimit descriptors, ILoggerFactory loggers, IMeterFactory meters) : IConnectionListenerFactory, IDisposable
 {
     private const int MinDelayMs = 10;
     private const int MaxDelayMs = 1000;
@@ -30,9 +33,16 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
         },
         loggers.CreateLogger("Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets"));
 
-    private readonly EpollLoops? _loops = options.Transport == TransportKind.Epoll ? new EpollLoops(options.EffectiveIoThreads) : null;
-    // A line waiting for its LF stays in the reader's buffer, which must hold the longest line to find its end.
-    private readonly int _maxReadBuffer = Math.Max(options.MaxReadBuffer, options.MaxLineLength + 2);
+    private readonly EpollConnectionContextFactory? _epoll = options.Transport != TransportKind.Epoll ? null : new(
+        new EpollTransportOptions
+        {
+            IoThreads = options.EffectiveIoThreads,
+            // A line waiting for its LF stays in the reader's buffer, which must hold the longest line to find its end.
+            MaxReadBuffer = Math.Max(options.MaxReadBuffer, options.MaxLineLength + 2),
+        },
+        loggers,
+        meters);
+
     private readonly ILogger _logger = loggers.CreateLogger("TinyServer.Server.Transport");
     private readonly ConnectionTracker _tracker = tracker;
     private readonly FileDescriptorLimit _descriptors = descriptors;
@@ -112,20 +122,11 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
     public void Dispose()
     {
         _connections?.Dispose();
-        _loops?.Dispose();
+        _epoll?.Dispose();
     }
 
-    private ConnectionContext Create(Socket accepted)
-    {
-        if (_loops is null)
-        {
-            return _connections!.Create(accepted); // One of the two transports is set, never both.
-        }
-
-        var connection = new EpollConnection(accepted, _maxReadBuffer);
-        _loops.Add(connection);
-        return connection;
-    }
+    // One of the two transports is set, never both.
+    private ConnectionContext Create(Socket accepted) => _epoll?.Create(accepted) ?? _connections!.Create(accepted);
 
     /// <param name="unixPath">The socket file of a Unix domain socket listener, removed when it stops; null for TCP.</param>
     private sealed class Listener(Socket socket, string? unixPath, BackoffSocketTransport transport) : IConnectionListener
@@ -142,7 +143,7 @@ internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTr
                 Socket? accepted = null;
                 try
                 {
-                    if (!transport._descriptors.HasRoomFor(Math.Max(transport._tracker.Open, transport._loops?.Open ?? 0)))
+                    if (!transport._descriptors.HasRoomFor(Math.Max(transport._tracker.Open, transport._epoll?.Open ?? 0)))
                     {
                         throw new SocketException((int)SocketError.TooManyOpenSockets, "no descriptors to spare for another connection");
                     }

@@ -236,7 +236,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
             long now = Environment.TickCount64;
             if ((_flushing || _queued > 0) && connection.Features.Get<IConnectionSocketFeature>()?.Socket is { } socket)
             {
-                int queued = NonBlocking.SendQueue(socket);
+                int queued = Interop.NonBlocking.SendQueue(socket);
                 if (queued >= 0 && queued != _queued)
                 {
                     // Fell: the peer took bytes. Grew: the kernel took more of ours, having had room.

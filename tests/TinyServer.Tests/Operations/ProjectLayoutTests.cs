@@ -59,6 +59,16 @@ public sealed class ProjectLayoutTests
         Assert.True(missing.Count == 0, "the Dockerfile does not copy " + string.Join("; ", missing));
     }
 
+    [Fact]
+    public void The_epoll_transport_references_only_the_interop_project_and_no_package()
+    {
+        string transport = Path.Combine(Root, "src", "TinyServer.Transport.Epoll", "TinyServer.Transport.Epoll.csproj");
+        Assert.Equal(
+            ["src/TinyServer.Interop/TinyServer.Interop.csproj", Relative(transport)],
+            Closure(transport).Select(Relative).Order(StringComparer.Ordinal));
+        Assert.Empty(Closure(transport).SelectMany(project => Items(project, "PackageReference")));
+    }
+
     /// <summary>The project and every project it references, directly or not.</summary>
     private static HashSet<string> Closure(string project)
     {

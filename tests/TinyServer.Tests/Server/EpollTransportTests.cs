@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using TinyServer.Server;
+using TinyServer.Transport.Epoll;
 using TinyServer.Tests.Infrastructure;
 
 namespace TinyServer.Tests.Server;

@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
-using TinyServer.Interop;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
-namespace TinyServer.Server;
+namespace TinyServer.Transport.Epoll;
 
 /// <summary>
 /// The event threads of the epoll transport. Each accepted connection is registered, edge-triggered, with one loop,
@@ -9,18 +11,24 @@ namespace TinyServer.Server;
 /// right there (the handler never blocks), as Redis does on its one thread: one receive and one send per request, no
 /// hand-off to another thread. Linux only.
 /// </summary>
+/// <remarks>
+/// An exception that escapes a connection's events (the transport's own code, or a continuation it runs inline, such
+/// as the handler's) never ends the loop: it is logged once (<see cref="Log.LoopFault"/>), the connection is aborted,
+/// and it is counted (<see cref="Faults"/>, the <c>tinyserver.transport.faults</c> counter). The other connections of
+/// the loop are served on.
+/// </remarks>
 internal sealed class EpollLoops : IDisposable
 {
-    public const uint EdgeTriggered = 1u << 31;
-    public const uint PeerClosed = 0x2000; // EPOLLRDHUP
-
     private readonly Loop[] _loops;
+    private readonly ILogger _logger;
     private int _next = -1;
     private long _open;
+    private long _faults;
     private volatile bool _stopping;
 
-    public EpollLoops(int count)
+    public EpollLoops(int count, ILogger? logger = null)
     {
+        _logger = logger ?? NullLogger.Instance;
         _loops = new Loop[count];
         for (int i = 0; i < count; i++)
         {
@@ -30,9 +38,12 @@ internal sealed class EpollLoops : IDisposable
 
     /// <summary>
     /// Sockets accepted and not yet closed: counted from the accept, before Kestrel hands the connection to its handler,
-    /// so that the descriptor reserve (<see cref="FileDescriptorLimit"/>) holds however fast connections arrive.
+    /// so that a descriptor reserve holds however fast connections arrive.
     /// </summary>
     public long Open => Interlocked.Read(ref _open);
+
+    /// <summary>Exceptions caught in the loops since they started; each aborted its connection.</summary>
+    public long Faults => Interlocked.Read(ref _faults);
 
     public void Add(EpollConnection connection)
     {
@@ -44,12 +55,26 @@ internal sealed class EpollLoops : IDisposable
 
     public void Dispose() => _stopping = true; // The threads notice within a second and free their epoll instances.
 
+    private void OnFault(EpollConnection connection, Exception exception)
+    {
+        Interlocked.Increment(ref _faults);
+        Log.LoopFault(_logger, connection.ConnectionId, exception);
+        try
+        {
+            connection.Abort(new ConnectionAbortedException("The transport's event loop caught an exception.", exception));
+        }
+        catch (Exception)
+        {
+            // A continuation failed again as the abort ended its read or flush: the fault is already logged and counted.
+        }
+    }
+
     internal sealed class Loop
     {
         private const int WaitMilliseconds = 1000; // Only to notice a stop: events wake the loop at once.
 
         private readonly EpollLoops _owner;
-        private readonly Epoll _epoll = new();
+        private readonly Interop.Epoll _epoll = new();
         private readonly ConcurrentDictionary<ulong, EpollConnection> _connections = new();
         private readonly int _threadId;
         private List<EpollConnection> _deferred = [];
@@ -71,7 +96,7 @@ internal sealed class EpollLoops : IDisposable
         public void Add(EpollConnection connection)
         {
             _connections[connection.Token] = connection;
-            _epoll.Register(connection.Socket, connection.Token, Epoll.Readable | Epoll.Writable | PeerClosed | EdgeTriggered);
+            _epoll.Register(connection.Socket, connection.Token, Interop.Epoll.Readable | Interop.Epoll.Writable | Interop.Epoll.PeerClosed | Interop.Epoll.EdgeTriggered);
         }
 
         /// <summary>Called once by each connection as it closes its socket.</summary>
@@ -90,7 +115,7 @@ internal sealed class EpollLoops : IDisposable
                 {
                     if (_connections.TryGetValue(_epoll.Token(i), out EpollConnection? connection))
                     {
-                        connection.OnEvents(_epoll.Events(i));
+                        OnEvents(connection, _epoll.Events(i));
                     }
                 }
 
@@ -99,7 +124,7 @@ internal sealed class EpollLoops : IDisposable
                     (_turn, _deferred) = (_deferred, _turn); // Those that give way again wait for the next round.
                     for (int i = 0; i < _turn.Count; i++)
                     {
-                        _turn[i].OnTurn();
+                        OnTurn(_turn[i]);
                     }
 
                     _turn.Clear();
@@ -107,6 +132,30 @@ internal sealed class EpollLoops : IDisposable
             }
 
             _epoll.Dispose();
+        }
+
+        private void OnEvents(EpollConnection connection, uint events)
+        {
+            try
+            {
+                connection.OnEvents(events);
+            }
+            catch (Exception e)
+            {
+                _owner.OnFault(connection, e);
+            }
+        }
+
+        private void OnTurn(EpollConnection connection)
+        {
+            try
+            {
+                connection.OnTurn();
+            }
+            catch (Exception e)
+            {
+                _owner.OnFault(connection, e);
+            }
         }
     }
 }

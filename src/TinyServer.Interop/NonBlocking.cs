@@ -1,7 +1,7 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
-namespace TinyServer.Server;
+namespace TinyServer.Interop;
 
 /// <summary>
 /// recv and send with MSG_DONTWAIT: never blocking, whatever mode the socket is in. <see cref="Socket.Blocking"/>
