@@ -1,7 +1,7 @@
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
-using System.Diagnostics.Metrics;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using TinyServer.Transport.Epoll;
 
@@ -10,12 +10,12 @@ namespace TinyServer.Server;
 /// <summary>
 /// The listening side of both transports: it accepts each connection and hands it to the epoll transport
 /// (<see cref="EpollConnectionContextFactory"/>, the Linux default) or to Kestrel's socket transport
-/// (<see cref="SocketConnectionContextFactory"/>), each configured here from <see cref="ServerOptions"/>. Unlike Kestrel's own listener, when
-/// accepting fails for lack of resources (out of file descriptors, out of memory), it waits and retries, backing off
-/// from 10 ms to 1 s, instead of retrying at once in a loop that holds a core at 100% until descriptors free up; and it
-/// does not accept at all while connections would eat into the descriptors the runtime needs
-/// (<see cref="FileDescriptorLimit"/>). The pending connections
-/// stay in the listen backlog meanwhile and are served as soon as clients leave.
+/// (<see cref="SocketConnectionContextFactory"/>), each configured here, and only here, from <see cref="ServerOptions"/>.
+/// Unlike Kestrel's own listener, when accepting fails for lack of resources (out of file descriptors, out of memory),
+/// it waits and retries, backing off from 10 ms to 1 s, instead of retrying at once in a loop that holds a core at 100%
+/// until descriptors free up; and it does not accept at all while connections would eat into the descriptors the
+/// runtime needs (<see cref="FileDescriptorLimit"/>). The pending connections stay in the listen backlog meanwhile and
+/// are served as soon as clients leave.
 /// </summary>
 internal sealed class BackoffSocketTransport(ServerOptions options, ConnectionTracker tracker, FileDescriptorLimit descriptors, ILoggerFactory loggers, IMeterFactory meters) : IConnectionListenerFactory, IDisposable
 {
