@@ -57,7 +57,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         PipeReader input = connection.Transport.Input;
         PipeWriter output = connection.Transport.Output;
         using var session = new ServerSession(time, options.MaxLineLength);
-        var watch = new Watch(connection, options.IdleTimeoutSeconds * 1000);
+        var watch = new Watch(connection, TimeSpan.FromSeconds(options.IdleTimeoutSeconds), time);
         connection.Features.Get<IConnectionHeartbeatFeature>()?.OnHeartbeat(static state => ((Watch)state).OnHeartbeat(), watch);
         using CancellationTokenRegistration onShutdown = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?
             .ConnectionClosedRequested.Register(static state => ((Watch)state!).OnShutdown(), watch) ?? default;
@@ -159,15 +159,22 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
     /// with a reset and drop the replies it has not delivered yet, so first read and discard what the client still
     /// sends, until it closes, pauses for <see cref="QuietPeriod"/>, or the linger timeout passes.
     /// </summary>
-    private async Task LingerAsync(PipeReader input)
+    private Task LingerAsync(PipeReader input) => LingerAsync(input, TimeSpan.FromSeconds(options.LingerTimeoutSeconds), time, CancellationToken.None);
+
+    /// <summary>
+    /// Reads and discards <paramref name="input"/> until the client closes, pauses for <see cref="QuietPeriod"/>,
+    /// <paramref name="timeout"/> passes on <paramref name="time"/>, or <paramref name="end"/> is canceled.
+    /// </summary>
+    internal static async Task LingerAsync(PipeReader input, TimeSpan timeout, TimeProvider time, CancellationToken end)
     {
-        long deadline = Environment.TickCount64 + (options.LingerTimeoutSeconds * 1000L);
-        using var quiet = new CancellationTokenSource();
+        long started = time.GetTimestamp();
+        using var quiet = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time); // CancelAfter runs on time too.
+        using CancellationTokenRegistration onEnd = end.Register(static state => ((CancellationTokenSource)state!).Cancel(), quiet);
         try
         {
-            while (deadline - Environment.TickCount64 is > 0 and var left)
+            while (timeout - time.GetElapsedTime(started) is var left && left > TimeSpan.Zero)
             {
-                quiet.CancelAfter(TimeSpan.FromMilliseconds(Math.Min(QuietPeriod.TotalMilliseconds, left)));
+                quiet.CancelAfter(left < QuietPeriod ? left : QuietPeriod);
                 ReadResult result = await input.ReadAsync(quiet.Token);
                 input.AdvanceTo(result.Buffer.End);
                 if (result.IsCompleted || result.IsCanceled)
@@ -178,7 +185,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         }
         catch (OperationCanceledException)
         {
-            // The client paused: nothing unread is left behind.
+            // The client paused (nothing unread is left behind), or the wait is over.
         }
         catch (Exception e) when (e is IOException or ConnectionAbortedException)
         {
@@ -196,9 +203,9 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
     /// Every connection, idle ones included, has one: it keeps only the connection and fetches the pipes and the socket
     /// from it when needed.
     /// </summary>
-    private sealed class Watch(ConnectionContext connection, int idleTimeoutMilliseconds)
+    private sealed class Watch(ConnectionContext connection, TimeSpan idleTimeout, TimeProvider time)
     {
-        private long _lastProgress = Environment.TickCount64;
+        private long _lastProgress = time.GetTimestamp();
         private int _queued; // The send queue at the last look; heartbeat thread only.
         private volatile int _ending = -1;
         private volatile bool _flushing;
@@ -219,7 +226,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         public bool Cut => _cut;
 
         /// <summary>The peer sent a line or took replies: the clock starts again.</summary>
-        public void Progress() => Volatile.Write(ref _lastProgress, Environment.TickCount64);
+        public void Progress() => Volatile.Write(ref _lastProgress, time.GetTimestamp());
 
         /// <summary>The handler is done: heartbeats until Kestrel lets go of the connection do nothing.</summary>
         public void Stop() => _stopped = true;
@@ -228,12 +235,12 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         {
             int ending = _ending;
             // Once the timeout struck, only its goodbye is watched; during shutdown, the shutdown timeout rules.
-            if (idleTimeoutMilliseconds <= 0 || _stopped || (ending >= 0 && (ending != (int)ErrorCode.IdleTimeout || !_flushing)))
+            if (idleTimeout <= TimeSpan.Zero || _stopped || (ending >= 0 && (ending != (int)ErrorCode.IdleTimeout || !_flushing)))
             {
                 return;
             }
 
-            long now = Environment.TickCount64;
+            long now = time.GetTimestamp();
             if ((_flushing || _queued > 0) && connection.Features.Get<IConnectionSocketFeature>()?.Socket is { } socket)
             {
                 int queued = Interop.NonBlocking.SendQueue(socket);
@@ -246,7 +253,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
                 _queued = Math.Max(queued, 0);
             }
 
-            if (now - Volatile.Read(ref _lastProgress) < idleTimeoutMilliseconds)
+            if (time.GetElapsedTime(Volatile.Read(ref _lastProgress), now) < idleTimeout)
             {
                 return;
             }

@@ -180,32 +180,8 @@ public sealed class TlsGate
     /// the handshake timeout or shutdown ends the wait. Closing with unread input would reset the connection and
     /// could drop the error line.
     /// </summary>
-    private async Task LingerAsync(PipeReader input, CancellationToken end)
-    {
-        long deadline = Environment.TickCount64 + (_options.LingerTimeoutSeconds * 1000L);
-        using var quiet = CancellationTokenSource.CreateLinkedTokenSource(end);
-        try
-        {
-            while (deadline - Environment.TickCount64 is > 0 and var left)
-            {
-                quiet.CancelAfter(TimeSpan.FromMilliseconds(Math.Min(LineConnectionHandler.QuietPeriod.TotalMilliseconds, left)));
-                ReadResult result = await input.ReadAsync(quiet.Token);
-                input.AdvanceTo(result.Buffer.End);
-                if (result.IsCompleted || result.IsCanceled)
-                {
-                    return;
-                }
-            }
-        }
-        catch (OperationCanceledException)
-        {
-            // The client paused, or the wait is over.
-        }
-        catch (Exception e) when (e is IOException or ConnectionResetException)
-        {
-            // The client reset or vanished.
-        }
-    }
+    private Task LingerAsync(PipeReader input, CancellationToken end) =>
+        LineConnectionHandler.LingerAsync(input, TimeSpan.FromSeconds(_options.LingerTimeoutSeconds), _time, end);
 
     /// <summary>
     /// Ends a TLS connection the way TLS wants: with a close_notify alert after the last reply, which Kestrel leaves
@@ -250,7 +226,7 @@ public sealed class TlsGate
         // A peer that does not read may leave no room for the alert: wait a little, never for long.
         try
         {
-            await shutdown.WaitAsync(CloseNotifyTimeout);
+            await shutdown.WaitAsync(CloseNotifyTimeout, _time);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or TimeoutException or OperationCanceledException)
         {
