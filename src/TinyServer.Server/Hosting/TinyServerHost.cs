@@ -8,7 +8,7 @@ namespace TinyServer.Server;
 /// <summary>Builds the Kestrel host that serves TinyServer on raw TCP (no HTTP).</summary>
 public static class TinyServerHost
 {
-    public static WebApplication Build(ServerOptions options, Action<ILoggingBuilder>? configureLogging = null)
+    public static WebApplication Build(ServerOptions options, Action<ILoggingBuilder>? configureLogging = null, TimeProvider? time = null)
     {
         WebApplicationBuilder builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions
         {
@@ -88,7 +88,7 @@ public static class TinyServerHost
             options, services.GetServices<IConfigureOptions<ServerOptions>>(), services.GetServices<IPostConfigureOptions<ServerOptions>>(), services.GetServices<IValidateOptions<ServerOptions>>()));
         builder.Services.AddOptions<ServerOptions>().ValidateOnStart();
         builder.Services.AddSingleton(listeners);
-        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton(time ?? TimeProvider.System); // Every timeout reads it; tests pass a fake clock.
         builder.Logging.SetMinimumLevel(options.LogLevel);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         // A failed start is reported by Program as one line; the host would log it again with a stack trace.

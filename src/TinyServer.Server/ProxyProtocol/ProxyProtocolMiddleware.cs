@@ -34,14 +34,17 @@ public sealed class ProxyProtocolMiddleware(ServerOptions options, ConnectionTra
         }
 
         ProxyHeader? header;
-        tracker.HeaderAwaited();
-        try
+        using (var deadline = new CancellationTokenSource(_timeout, time)) // Running before the connection counts as waiting.
         {
-            header = await ReadHeaderAsync(connection);
-        }
-        finally
-        {
-            tracker.HeaderDone();
+            tracker.HeaderAwaited();
+            try
+            {
+                header = await ReadHeaderAsync(connection, deadline);
+            }
+            finally
+            {
+                tracker.HeaderDone();
+            }
         }
 
         if (header is null)
@@ -65,10 +68,9 @@ public sealed class ProxyProtocolMiddleware(ServerOptions options, ConnectionTra
         await next(connection);
     }
 
-    private async Task<ProxyHeader?> ReadHeaderAsync(ConnectionContext connection)
+    private async Task<ProxyHeader?> ReadHeaderAsync(ConnectionContext connection, CancellationTokenSource deadline)
     {
         PipeReader input = connection.Transport.Input;
-        using var deadline = new CancellationTokenSource(_timeout, time);
         using CancellationTokenRegistration onShutdown = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?
             .ConnectionClosedRequested.Register(static state => ((CancellationTokenSource)state!).Cancel(), deadline) ?? default;
         try

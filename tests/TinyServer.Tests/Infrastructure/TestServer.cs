@@ -34,7 +34,9 @@ public sealed class TestServer : IAsyncDisposable
     /// <summary>Every log entry at Warning or above, with its exception.</summary>
     public ConcurrentQueue<string> Warnings { get; }
 
-    public static async Task<TestServer> StartAsync(ServerOptions? options = null)
+    /// <param name="options">The options; the port and addresses are replaced by a free port on 127.0.0.1.</param>
+    /// <param name="time">The clock every timeout reads (a FakeTimeProvider the test advances); the system's by default. Kestrel's heartbeat stays real-time.</param>
+    public static async Task<TestServer> StartAsync(ServerOptions? options = null, TimeProvider? time = null)
     {
         options ??= new ServerOptions();
         options = options with { Port = 0, Bind = [IPAddress.Loopback], TlsPort = options.TlsPort is null ? null : 0 };
@@ -43,7 +45,7 @@ public sealed class TestServer : IAsyncDisposable
         {
             logging.SetMinimumLevel(LogLevel.Warning);
             logging.AddProvider(new CapturingProvider(warnings));
-        });
+        }, time);
         await app.StartAsync().WaitAsync(Timeouts.Read);
         return new TestServer(app, TinyServerHost.BoundEndPoints(app).Single(), warnings)
         {

@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using System.Net;
+using Microsoft.Extensions.Time.Testing;
 using TinyServer.Server;
 using TinyServer.Tests.Infrastructure;
 using static TinyServer.Tests.Protocol.ProxyHeaderTests;
@@ -106,19 +106,22 @@ public class ProxyProtocolTests
     public async Task A_header_just_inside_the_timeout_is_accepted_and_none_is_closed_at_the_timeout()
     {
         const int TimeoutSeconds = 3; // The least the option allows (the specification asks for at least 3 s).
-        await using TestServer server = await TestServer.StartAsync(Proxied(headerTimeout: TimeoutSeconds));
+        var time = new FakeTimeProvider();
+        await using TestServer server = await TestServer.StartAsync(Proxied(headerTimeout: TimeoutSeconds), time);
         await using RawConnection silent = await RawConnection.ConnectAsync(server.EndPoint);
         await using RawConnection late = await RawConnection.ConnectAsync(server.EndPoint);
-        var clock = Stopwatch.StartNew();
-
+        await WaitForAsync(() => server.Tracker.AwaitingHeader == 2); // Both header clocks run.
         Task<List<string>> silentEnd = silent.ReadLinesToEndAsync();
-        await Task.Delay(TimeSpan.FromSeconds(TimeoutSeconds - 1));
+
+        time.Advance(TimeSpan.FromSeconds(TimeoutSeconds) - TimeSpan.FromMilliseconds(1));
         await late.SendAsync(B(V1("203.0.113.9")));
         Assert.Equal(Banner, await late.ReadLineAsync());
+        Assert.False(silentEnd.IsCompleted);
+        Assert.Equal(0, server.Tracker.ProxyRejected(ProxyRejection.Timeout));
 
+        time.Advance(TimeSpan.FromMilliseconds(1));
         Assert.Empty(await silentEnd);
-        Assert.True(clock.Elapsed >= TimeSpan.FromSeconds(TimeoutSeconds - 0.1), $"closed after {clock.Elapsed}");
-        Assert.Equal(1, server.Tracker.ProxyRejected(ProxyRejection.Timeout));
+        await WaitForAsync(() => server.Tracker.ProxyRejected(ProxyRejection.Timeout) == 1);
     }
 
     [Fact]
