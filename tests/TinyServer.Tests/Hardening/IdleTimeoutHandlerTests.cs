@@ -76,5 +76,64 @@ public sealed class IdleTimeoutHandlerTests : IAsyncDisposable
         Assert.False(_connection.Aborted); // Closed gracefully.
     }
 
+    [Fact]
+    public async Task Bytes_without_a_newline_do_not_restart_the_clock()
+    {
+        Task serving = _connection.Start(new ServerOptions { IdleTimeoutSeconds = 2 });
+        Assert.Equal(Banner, await _connection.TakeAsync(Banner.Length));
+        for (int i = 0; i < 7; i++)
+        {
+            await _connection.SendAsync("E");
+            _connection.Time.Advance(TimeSpan.FromMilliseconds(250));
+            _connection.Beat();
+        }
+
+        _connection.Time.Advance(TimeSpan.FromMilliseconds(249));
+        _connection.Beat(); // 1.999 s, with a byte every 250 ms: not yet.
+        Assert.Equal(0, _connection.ReadsCanceled);
+        int reads = _connection.Reads;
+        _connection.Time.Advance(TimeSpan.FromMilliseconds(1));
+        _connection.Beat(); // 2 s without a line.
+        Assert.Equal(1, _connection.ReadsCanceled);
+        Assert.Equal(Goodbye, await _connection.TakeAsync(Goodbye.Length));
+        await _connection.WaitForReadsAsync(reads + 1); // Lingering.
+        _connection.Time.Advance(LineConnectionHandler.QuietPeriod);
+        await serving.WaitAsync(Timeouts.Read);
+    }
+
+    [Fact]
+    public async Task A_complete_line_within_the_idle_timeout_restarts_the_clock()
+    {
+        Task serving = _connection.Start(new ServerOptions { IdleTimeoutSeconds = 2 });
+        Assert.Equal(Banner, await _connection.TakeAsync(Banner.Length));
+        for (int i = 0; i < 5; i++)
+        {
+            _connection.Time.Advance(TimeSpan.FromMilliseconds(1999)); // Below the timeout each time, above it in total.
+            _connection.Beat();
+            await _connection.SendAsync("ECHO awake\n");
+            Assert.Equal("ECHO awake\n", await _connection.TakeAsync(11)); // Answered: the clock started again before.
+        }
+
+        Assert.Equal(0, _connection.ReadsCanceled);
+        _connection.Time.Advance(TimeSpan.FromMilliseconds(2000)); // Then silence: the timeout.
+        _connection.Beat();
+        Assert.Equal(1, _connection.ReadsCanceled);
+        Assert.Equal(Goodbye, await _connection.TakeAsync(Goodbye.Length));
+        Assert.False(serving.IsCompleted);
+    }
+
+    [Fact]
+    public async Task An_idle_timeout_of_zero_never_expires()
+    {
+        Task serving = _connection.Start(new ServerOptions { IdleTimeoutSeconds = 0 });
+        Assert.Equal(Banner, await _connection.TakeAsync(Banner.Length));
+        _connection.Time.Advance(TimeSpan.FromDays(30));
+        _connection.Beat();
+        Assert.Equal(0, _connection.ReadsCanceled);
+        await _connection.SendAsync("ECHO still here\n");
+        Assert.Equal("ECHO still here\n", await _connection.TakeAsync(16));
+        Assert.False(serving.IsCompleted);
+    }
+
     public ValueTask DisposeAsync() => _connection.DisposeAsync();
 }

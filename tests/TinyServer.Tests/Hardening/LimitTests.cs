@@ -76,33 +76,6 @@ public class LimitTests
         Assert.InRange(started.Elapsed.TotalSeconds, 1.9, 4.5); // Two seconds, on a one-second heartbeat.
     }
 
-    [Fact]
-    public async Task A_complete_line_within_the_idle_timeout_restarts_the_clock()
-    {
-        await using TestServer server = await StartAsync(new ServerOptions { IdleTimeoutSeconds = 2 });
-        await using RawConnection client = await RawConnection.OpenAsync(server.EndPoint);
-        var started = System.Diagnostics.Stopwatch.StartNew();
-        for (int i = 0; i < 5; i++)
-        {
-            await Task.Delay(800); // Below the timeout each time, above it in total.
-            await client.SendAsync("ECHO awake\n");
-            Assert.Equal("ECHO awake", await client.ReadLineAsync());
-        }
-
-        Assert.True(started.Elapsed.TotalSeconds > 3.5);
-        Assert.Equal(["ERROR IDLE_TIMEOUT"], await client.ReadLinesToEndAsync()); // Then silence: above the timeout.
-    }
-
-    [Fact]
-    public async Task An_idle_timeout_of_zero_never_expires()
-    {
-        await using TestServer server = await StartAsync(new ServerOptions { IdleTimeoutSeconds = 0 });
-        await using RawConnection client = await RawConnection.OpenAsync(server.EndPoint);
-        await Task.Delay(TimeSpan.FromSeconds(2.5)); // Two heartbeats and more.
-        await client.SendAsync("ECHO still here\n");
-        Assert.Equal("ECHO still here", await client.ReadLineAsync());
-    }
-
     private static async Task WaitUntilAsync(Func<bool> condition)
     {
         using var deadline = new CancellationTokenSource(Timeouts.Read);
