@@ -3,6 +3,7 @@ using TinyServer.LoadGen.Tests.Infrastructure;
 
 namespace TinyServer.LoadGen.Tests;
 
+[Trait("Tier", "unit")]
 public sealed class AllocationTests : IAsyncLifetime
 {
     private TestServer _server = null!;

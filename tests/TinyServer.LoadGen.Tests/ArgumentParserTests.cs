@@ -2,6 +2,7 @@ using TinyServer.LoadGen.Tests.Infrastructure;
 
 namespace TinyServer.LoadGen.Tests;
 
+[Trait("Tier", "unit")]
 public class ArgumentParserTests
 {
     [Fact]

@@ -5,6 +5,7 @@ using TinyServer.LoadGen.Tests.Infrastructure;
 namespace TinyServer.LoadGen.Tests;
 
 /// <summary>What System.CommandLine adds to the command line: generated help, --version, response files, completions.</summary>
+[Trait("Tier", "process")]
 public sealed class CommandLineTests : IDisposable
 {
     private readonly string _directory = Directory.CreateTempSubdirectory("loadgen-cli-").FullName;

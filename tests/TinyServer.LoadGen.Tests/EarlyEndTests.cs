@@ -11,6 +11,7 @@ namespace TinyServer.LoadGen.Tests;
 /// A -d run that ends early because no connection is left reports the time it really took, and connect errors say
 /// why: a closed port once gave "requests 0 in 2.000 s" and "connect 5" after 0.16 s.
 /// </summary>
+[Trait("Tier", "unit")]
 public sealed partial class EarlyEndTests
 {
     [Theory]

@@ -8,6 +8,7 @@ using TinyServer.Server;
 namespace TinyServer.LoadGen.Tests;
 
 /// <summary>Short bounded runs over the server's Unix socket (the epoll loop) and its TLS port (the TLS driver).</summary>
+[Trait("Tier", "unit")]
 public sealed class EndpointTests : IAsyncLifetime
 {
     private readonly string _unixPath = Path.Combine(Path.GetTempPath(), $"tl-{Guid.NewGuid():N}"[..15] + ".sock");

@@ -5,6 +5,7 @@ using TinyServer.LoadGen.Tests.Infrastructure;
 namespace TinyServer.LoadGen.Tests;
 
 /// <summary>Runs against stand-in servers that answer wrongly, close, stall, or speak RESP.</summary>
+[Trait("Tier", "unit")]
 public class FakeServerTests
 {
     [Fact]

@@ -4,6 +4,7 @@ using TinyServer.LoadGen.Tests.Infrastructure;
 namespace TinyServer.LoadGen.Tests;
 
 /// <summary>Short runs against the real server, in process.</summary>
+[Trait("Tier", "unit")]
 public sealed class RealServerTests : IAsyncLifetime
 {
     private TestServer _server = null!;

@@ -2,6 +2,7 @@ using System.Text;
 
 namespace TinyServer.LoadGen.Tests;
 
+[Trait("Tier", "unit")]
 public class RespTests
 {
     [Theory]

@@ -3,6 +3,7 @@ using TinyServer.Protocol;
 
 namespace TinyServer.LoadGen.Tests;
 
+[Trait("Tier", "unit")]
 public class WorkloadTests
 {
     private static Workload Create(string command, bool redis = false, int? payloadSize = null, int pipeline = 1) =>

@@ -7,6 +7,7 @@ using static TinyServer.Tests.Cli.ClientTests;
 namespace TinyServer.Tests.Cli;
 
 /// <summary>What System.CommandLine gives the client: --version, response files (@FILE), completions, the limits.</summary>
+[Trait("Tier", "process")]
 public sealed class ClientCommandLineTests
 {
     [Fact]

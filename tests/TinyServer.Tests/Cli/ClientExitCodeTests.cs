@@ -7,6 +7,7 @@ using static TinyServer.Tests.Cli.ClientTests;
 namespace TinyServer.Tests.Cli;
 
 /// <summary>The client's exit codes: 0 ok, 1 an ERROR reply, 2 bad usage, 3 cannot connect, 4 timeout, 5 server closed.</summary>
+[Trait("Tier", "process")]
 public class ClientExitCodeTests
 {
     private static readonly byte[] BannerLine = Encoding.ASCII.GetBytes("WELCOME, I'm TinyServer not pressure\n");

@@ -10,6 +10,7 @@ namespace TinyServer.Tests.Cli;
 /// The client with its standard input a pipe kept open: it connects first, sends each line as it is read, prints each
 /// reply as it comes, prints what the server sends unasked, and exits 5 at once when the server closes.
 /// </summary>
+[Trait("Tier", "process")]
 public class ClientStreamingTests
 {
     private const string Banner = "<- WELCOME, I'm TinyServer not pressure";

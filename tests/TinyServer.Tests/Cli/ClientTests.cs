@@ -4,6 +4,7 @@ using TinyServer.Tests.Infrastructure;
 namespace TinyServer.Tests.Cli;
 
 /// <summary>The command-line client, run as <c>dotnet TinyServer.Client.dll</c> against the in-process server.</summary>
+[Trait("Tier", "process")]
 public partial class ClientTests
 {
     private const string Banner = "<- WELCOME, I'm TinyServer not pressure";

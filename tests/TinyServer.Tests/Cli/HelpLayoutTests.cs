@@ -11,6 +11,7 @@ namespace TinyServer.Tests.Cli;
 /// entries are the lines of its <c>Arguments:</c> and <c>Options:</c> sections, a table each, and a placeholder is
 /// written <c>&lt;PATH&gt;</c>.
 /// </summary>
+[Trait("Tier", "process")]
 public sealed partial class HelpLayoutTests
 {
     public static TheoryData<string> Programs => ["server", "client", "loadgen"];

@@ -15,6 +15,7 @@ namespace TinyServer.Tests.Cli;
 /// option, so it cannot show the sharing.
 /// </summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+[Trait("Tier", "process")]
 public sealed partial class PortInUseTests
 {
     /// <summary>Long enough for a second process to start and fail on a loaded machine; one that serves never exits.</summary>

@@ -13,6 +13,7 @@ namespace TinyServer.Tests.Cli;
 /// completions; the sources' precedence (file &lt; environment &lt; command line), lists included; the help text that
 /// reads each range from its attribute; and the options machinery's ValidateOnStart.
 /// </summary>
+[Trait("Tier", "process")]
 public sealed class ServerConfigurationTests
 {
     private static readonly Dictionary<string, string> NoEnvironment = [];

@@ -5,6 +5,7 @@ using TinyServer.Tests.Infrastructure;
 namespace TinyServer.Tests.Cli;
 
 /// <summary>The server program, run as <c>dotnet TinyServer.Server.dll</c>: options, environment, errors, logging.</summary>
+[Trait("Tier", "process")]
 public class ServerProgramTests
 {
     private static readonly string[] AnyPortOnLoopback = ["--port", "0", "--bind", "127.0.0.1"];

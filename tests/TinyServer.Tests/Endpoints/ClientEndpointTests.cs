@@ -7,6 +7,7 @@ using TinyServer.Tests.Infrastructure;
 namespace TinyServer.Tests.Endpoints;
 
 /// <summary>The client library and the command-line client over TLS (--tls, --insecure) and a Unix socket (--unix).</summary>
+[Trait("Tier", "process")]
 public sealed class ClientEndpointTests
 {
     private const string Banner = "<- WELCOME, I'm TinyServer not pressure";

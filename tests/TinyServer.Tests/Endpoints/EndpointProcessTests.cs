@@ -8,6 +8,7 @@ namespace TinyServer.Tests.Endpoints;
 
 /// <summary>The server program with TLS and a Unix socket: startup lines, the protocol, option errors, cleanup.</summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+[Trait("Tier", "process")]
 public sealed partial class EndpointProcessTests
 {
     /// <summary>A server on 127.0.0.1 (plain and TLS, any free ports) and on a Unix socket.</summary>

@@ -9,6 +9,7 @@ namespace TinyServer.Tests.Endpoints;
 /// Real peers on the new endpoints: <c>openssl s_client</c> and socat's OPENSSL address over TLS, both verifying the
 /// certificate against the test CA and the name localhost; <c>nc -U</c> over the Unix socket.
 /// </summary>
+[Trait("Tier", "process")]
 public sealed class ExternalPeerTests
 {
     private static Task<TestServer> StartAsync() => TestServer.StartAsync(new ServerOptions

@@ -11,6 +11,7 @@ namespace TinyServer.Tests.Endpoints;
 /// What the TLS port does before a handshake is complete, on both transports: a plain-text client is told
 /// <c>ERROR TLS_REQUIRED</c> at once, a silent one is closed at the handshake timeout, and each is counted.
 /// </summary>
+[Trait("Tier", "process")]
 public sealed class TlsGateTests
 {
     private static ServerOptions Tls(TransportKind transport, int handshakeTimeout = 10) => new()

@@ -13,6 +13,7 @@ namespace TinyServer.Tests.Endpoints;
 /// plain-text line from <c>nc</c>, and SIGTERM while handshakes are pending. On both transports.
 /// </summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+[Trait("Tier", "process")]
 public sealed partial class TlsProcessTests
 {
     [Theory]

@@ -7,6 +7,7 @@ using TinyServer.Tests.Infrastructure;
 namespace TinyServer.Tests.Endpoints;
 
 /// <summary>The TLS endpoint of the in-process server: the same protocol, TLS 1.2 and 1.3, the handshake timeout.</summary>
+[Trait("Tier", "process")]
 public sealed class TlsTests
 {
     private static ServerOptions Tls(int handshakeTimeout = 10) => new()

@@ -6,6 +6,7 @@ namespace TinyServer.Tests.Endpoints;
 
 /// <summary>The Unix domain socket endpoint of the in-process server: protocol, permissions, stale and live files, cleanup.</summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+[Trait("Tier", "unit")]
 public sealed class UnixSocketTests
 {
     [Theory]

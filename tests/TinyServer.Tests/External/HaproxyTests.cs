@@ -14,6 +14,7 @@ namespace TinyServer.Tests.External;
 /// HAProxy; one instance is stopped mid-run.
 /// </summary>
 [Collection(nameof(Alone))] // Three processes and a load run: timing-sensitive on a busy machine.
+[Trait("Tier", "load")]
 public partial class HaproxyTests
 {
     private const string Balancer = "127.0.0.3";

@@ -3,6 +3,7 @@ using TinyServer.Tests.Infrastructure;
 namespace TinyServer.Tests.External;
 
 /// <summary>netcat-openbsd: <c>nc -N</c> sends its standard input, half-closes at its end, prints what the server sends.</summary>
+[Trait("Tier", "process")]
 public class NetcatTests
 {
     [Theory]

@@ -6,6 +6,7 @@ namespace TinyServer.Tests.External;
 /// socat relays standard input to the server and half-closes at its end. After that it waits at most <c>-t</c>
 /// seconds for the server to close (0.5 by default, too tight for a loaded machine), so the tests give it 10.
 /// </summary>
+[Trait("Tier", "process")]
 public class SocatTests
 {
     [Theory]

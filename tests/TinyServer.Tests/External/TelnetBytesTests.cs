@@ -6,6 +6,7 @@ namespace TinyServer.Tests.External;
 /// The bytes telnet sends for Ctrl-C (IAC IP, IAC DO TIMING-MARK), here in the middle of a line, as a telnet in
 /// character mode would send them. telnet shows no server output until the TIMING-MARK is answered.
 /// </summary>
+[Trait("Tier", "unit")]
 public class TelnetBytesTests
 {
     private static readonly byte[] InterruptThenTimingMark = [255, 244, 255, 253, 6];

@@ -3,6 +3,7 @@ using TinyServer.Tests.Infrastructure;
 namespace TinyServer.Tests.External;
 
 /// <summary>The system telnet client, driven by expect through a terminal: see telnet-session.exp.</summary>
+[Trait("Tier", "process")]
 public class TelnetTests
 {
     [Fact]

@@ -6,6 +6,7 @@ using TinyServer.Tests.Infrastructure;
 namespace TinyServer.Tests.Hardening;
 
 /// <summary>Peers that misbehave at the transport level: nothing logged above Debug, no connection leaked.</summary>
+[Trait("Tier", "unit")]
 public class FaultTests
 {
     /// <summary>The transport these tests run on; <see cref="FaultTestsOnKestrelSockets"/> runs them all again on Kestrel's.</summary>
@@ -75,6 +76,7 @@ public class FaultTests
 }
 
 /// <summary>The same tests on Kestrel's socket transport (<c>--transport sockets</c>).</summary>
+[Trait("Tier", "unit")]
 public sealed class FaultTestsOnKestrelSockets : FaultTests
 {
     protected override TransportKind Transport => TransportKind.Sockets;

@@ -15,6 +15,7 @@ namespace TinyServer.Tests.Hardening;
 /// connection and gets every reply, even while the server cannot hand the kernel any more of them for seconds; a
 /// client that does neither is cut after about the timeout.
 /// </summary>
+[Trait("Tier", "process")]
 public partial class IdleTimeoutDeliveryTests
 {
     /// <summary>More replies than the kernel buffers of both ends hold (about 4 MiB on loopback), so the server's flush waits.</summary>
@@ -212,6 +213,7 @@ public partial class IdleTimeoutDeliveryTests
 }
 
 /// <summary>The same tests on Kestrel's socket transport (<c>--transport sockets</c>).</summary>
+[Trait("Tier", "process")]
 public sealed class IdleTimeoutDeliveryTestsOnKestrelSockets : IdleTimeoutDeliveryTests
 {
     protected override TransportKind Transport => TransportKind.Sockets;

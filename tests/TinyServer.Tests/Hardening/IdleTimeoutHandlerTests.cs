@@ -9,6 +9,7 @@ namespace TinyServer.Tests.Hardening;
 /// in the test's hands (nothing sleeps): the output pipe pauses at 1,024 unread bytes, as a socket whose peer does
 /// not read would.
 /// </summary>
+[Trait("Tier", "unit")]
 public sealed class IdleTimeoutHandlerTests : IAsyncDisposable
 {
     private const string Banner = "WELCOME, I'm TinyServer not pressure\n";

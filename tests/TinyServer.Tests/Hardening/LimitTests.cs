@@ -5,6 +5,7 @@ using TinyServer.Tests.Infrastructure;
 namespace TinyServer.Tests.Hardening;
 
 /// <summary>Connection limit and idle timeout over real sockets, each at the limit, one below and one above.</summary>
+[Trait("Tier", "process")]
 public class LimitTests
 {
     /// <summary>The transport these tests run on; <see cref="LimitTestsOnKestrelSockets"/> runs them all again on Kestrel's.</summary>
@@ -87,6 +88,7 @@ public class LimitTests
 }
 
 /// <summary>The same tests on Kestrel's socket transport (<c>--transport sockets</c>).</summary>
+[Trait("Tier", "process")]
 public sealed class LimitTestsOnKestrelSockets : LimitTests
 {
     protected override TransportKind Transport => TransportKind.Sockets;

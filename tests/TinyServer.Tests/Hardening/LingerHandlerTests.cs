@@ -10,6 +10,7 @@ namespace TinyServer.Tests.Hardening;
 /// it. The quiet period and the linger timeout both run on the <see cref="Microsoft.Extensions.Time.Testing.FakeTimeProvider"/>:
 /// real time passing ends nothing.
 /// </summary>
+[Trait("Tier", "unit")]
 public sealed class LingerHandlerTests : IAsyncDisposable
 {
     private const string Banner = "WELCOME, I'm TinyServer not pressure\n";

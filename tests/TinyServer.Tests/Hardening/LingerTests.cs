@@ -9,6 +9,7 @@ namespace TinyServer.Tests.Hardening;
 /// After its last reply the server drains the client's input before closing, so that the close is not a reset that
 /// throws away replies still on their way.
 /// </summary>
+[Trait("Tier", "process")]
 public class LingerTests
 {
     /// <summary>The transport these tests run on; <see cref="LingerTestsOnKestrelSockets"/> runs them all again on Kestrel's.</summary>
@@ -116,6 +117,7 @@ public class LingerTests
 }
 
 /// <summary>The same tests on Kestrel's socket transport (<c>--transport sockets</c>).</summary>
+[Trait("Tier", "process")]
 public sealed class LingerTestsOnKestrelSockets : LingerTests
 {
     protected override TransportKind Transport => TransportKind.Sockets;

@@ -3,6 +3,7 @@ using TinyServer.Server;
 namespace TinyServer.Tests.Hardening;
 
 /// <summary>Every numeric option at its bounds: the limit and one inside are accepted, one outside is refused.</summary>
+[Trait("Tier", "unit")]
 public class OptionBoundaryTests
 {
     [Theory]

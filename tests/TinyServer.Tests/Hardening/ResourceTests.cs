@@ -7,6 +7,7 @@ namespace TinyServer.Tests.Hardening;
 
 /// <summary>Memory and descriptors under abuse, measured on the real server process.</summary>
 [Collection(nameof(Alone))] // Heavy: thousands of connections, nothing else running.
+[Trait("Tier", "load")]
 public class ResourceTests
 {
     [Fact]

@@ -13,6 +13,7 @@ namespace TinyServer.Tests.Hardening;
 /// Information. Guards the renegotiation refusal against catching the post-handshake messages TLS 1.3 allows.
 /// </summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+[Trait("Tier", "process")]
 public sealed partial class ReviewFindingsTests
 {
     [Theory]

@@ -4,6 +4,7 @@ using TinyServer.Tests.Infrastructure;
 namespace TinyServer.Tests.Hardening;
 
 /// <summary>SIGTERM on the real server process: answers, then ERROR SHUTTING_DOWN, then exit 0.</summary>
+[Trait("Tier", "process")]
 public class ShutdownTests
 {
     [Fact]

@@ -10,6 +10,7 @@ namespace TinyServer.Tests.Operations;
 /// parse and say what README.md promises, every option they set is one the server accepts, the systemd unit passes
 /// <c>systemd-analyze verify</c>, and the paths agree with the documented publish layout.
 /// </summary>
+[Trait("Tier", "process")]
 public partial class DeployFileTests
 {
     private static readonly string Deploy = Path.Combine(BuiltPrograms.RepositoryRoot, "deploy");

@@ -11,6 +11,7 @@ using TinyServer.Tests.Infrastructure;
 namespace TinyServer.Tests.Operations;
 
 /// <summary>The OpenTelemetry exporters, each in a real server process with real traffic.</summary>
+[Trait("Tier", "process")]
 public class ExporterTests
 {
     private static readonly string[] AnyPortOnLoopback = ["--port", "0", "--bind", "127.0.0.1"];

@@ -10,6 +10,7 @@ namespace TinyServer.Tests.Operations;
 /// stands in for the real one). The lock is taken here the way apt-get and dpkg take it (fcntl) and held a while.
 /// </summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+[Trait("Tier", "process")]
 public class InstallScriptTests
 {
     private static readonly TimeSpan Held = TimeSpan.FromSeconds(3);

@@ -4,6 +4,7 @@ using TinyServer.Tests.Infrastructure;
 namespace TinyServer.Tests.Operations;
 
 /// <summary>The metrics export options: defaults, bounds, bad values, and every source (command line, environment, file).</summary>
+[Trait("Tier", "process")]
 public class MetricsOptionsTests
 {
     [Theory]

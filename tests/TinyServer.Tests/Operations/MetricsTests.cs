@@ -8,6 +8,7 @@ using TinyServer.Tests.Infrastructure;
 namespace TinyServer.Tests.Operations;
 
 /// <summary>The TinyServer meter read in process through a MeterListener, after real traffic over sockets.</summary>
+[Trait("Tier", "process")]
 public class MetricsTests
 {
     private const string Banner = "WELCOME, I'm TinyServer not pressure\n";

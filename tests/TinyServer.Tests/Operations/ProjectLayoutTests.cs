@@ -8,6 +8,7 @@ namespace TinyServer.Tests.Operations;
 /// reference), and the container build (deploy/Dockerfile) copies every project the server is built from, since it
 /// copies project by project.
 /// </summary>
+[Trait("Tier", "unit")]
 public sealed class ProjectLayoutTests
 {
     private static readonly string Root = BuiltPrograms.RepositoryRoot;

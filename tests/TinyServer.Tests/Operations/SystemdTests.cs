@@ -10,6 +10,7 @@ namespace TinyServer.Tests.Operations;
 /// name), which is how .NET decides it runs as a systemd service.
 /// </summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+[Trait("Tier", "process")]
 public class SystemdTests
 {
     [Fact]

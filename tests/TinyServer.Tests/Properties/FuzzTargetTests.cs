@@ -9,6 +9,7 @@ namespace TinyServer.Tests.Properties;
 /// rules it enforces are checked on every test run without AFL: one pass with a fixed seed (the same inputs every
 /// time), one with a fresh seed (new inputs every time; the seed is in the failure message), and the seed corpus.
 /// </summary>
+[Trait("Tier", "unit")]
 public sealed class FuzzTargetTests(ITestOutputHelper log)
 {
     private const int Inputs = 50_000;

@@ -12,6 +12,7 @@ namespace TinyServer.Tests.Properties;
 /// versions; random bytes, and valid headers with bytes changed, cut in, or cut off, never make it throw, and it
 /// answers the same however the bytes are segmented.
 /// </summary>
+[Trait("Tier", "unit")]
 public sealed class ProxyHeaderProperties
 {
     private static readonly long Iterations =

@@ -4,6 +4,7 @@ using TinyServer.Tests.Protocol;
 namespace TinyServer.Tests.Properties;
 
 /// <summary>The reference model itself, on the examples and rules of protocol.md (it is only as good as these).</summary>
+[Trait("Tier", "unit")]
 public class ReferenceModelTests
 {
     private const string Time = FixedTime.Expected + "\n";

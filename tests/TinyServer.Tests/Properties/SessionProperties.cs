@@ -12,6 +12,7 @@ namespace TinyServer.Tests.Properties;
 /// On a failure CsCheck prints the shrunk case (pieces, and chunks as pasteable Latin-1 literals) and the seed;
 /// <c>CsCheck_Seed=... dotnet test --filter ...</c> replays it.
 /// </summary>
+[Trait("Tier", "unit")]
 public sealed class SessionProperties(ITestOutputHelper log)
 {
     /// <summary>Cases per property; the environment variable <c>CsCheck_Iter</c> (or <c>CsCheck_Time</c>, in seconds)

@@ -4,6 +4,7 @@ using TinyServer.Protocol;
 namespace TinyServer.Tests.Protocol;
 
 /// <summary>The steady-state request path allocates nothing (BenchmarkDotNet reports the same, with timings).</summary>
+[Trait("Tier", "unit")]
 public class AllocationTests
 {
     [Fact]

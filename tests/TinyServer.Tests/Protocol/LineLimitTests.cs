@@ -4,6 +4,7 @@ using static TinyServer.Tests.Protocol.ProtocolHarness;
 namespace TinyServer.Tests.Protocol;
 
 /// <summary>The maximum line length, exactly, one below and one above, however the bytes arrive.</summary>
+[Trait("Tier", "unit")]
 public class LineLimitTests
 {
     private const string TooLong = "ERROR LINE_TOO_LONG\n";

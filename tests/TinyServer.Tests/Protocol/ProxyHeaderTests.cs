@@ -13,6 +13,7 @@ namespace TinyServer.Tests.Protocol;
 /// exactly, one below and one above, and each header cut at every byte: a prefix always needs more data, and the
 /// header in two segments (or one byte per segment) parses as in one.
 /// </summary>
+[Trait("Tier", "unit")]
 public class ProxyHeaderTests
 {
     private const string After = "ECHO hi\r\n";

@@ -4,6 +4,7 @@ using TinyServer.Protocol;
 namespace TinyServer.Tests.Protocol;
 
 /// <summary>A client's request line: the bytes verbatim with every 255 doubled (IAC IAC), then LF; never two lines.</summary>
+[Trait("Tier", "unit")]
 public class RequestWriterTests
 {
     [Theory]

@@ -5,6 +5,7 @@ using TinyServer.Protocol;
 namespace TinyServer.Tests.Protocol;
 
 /// <summary>The session's metric counts (commands, lines too long, bytes in and out) however the input is cut.</summary>
+[Trait("Tier", "unit")]
 public class SessionCounterTests
 {
     public static TheoryData<int> Budgets => [int.MaxValue, 8];

@@ -8,6 +8,7 @@ namespace TinyServer.Tests.Protocol;
 /// The protocol contract, one request script at a time. Every script is replayed whole, cut in two at every
 /// byte, and one byte at a time: the replies must not depend on how the bytes arrive.
 /// </summary>
+[Trait("Tier", "unit")]
 public class SessionTests
 {
     private const string Help = "HELP TIME | ECHO <text> | HELP | QUIT\n";

@@ -3,6 +3,7 @@ using static TinyServer.Tests.Protocol.ProtocolHarness;
 namespace TinyServer.Tests.Protocol;
 
 /// <summary>Telnet IAC sequences are removed before parsing; every option is refused.</summary>
+[Trait("Tier", "unit")]
 public class TelnetTests
 {
     private const string Iac = "\xff";

@@ -4,6 +4,7 @@ using TinyServer.Protocol;
 namespace TinyServer.Tests.Protocol;
 
 /// <summary>The TIME text is formatted once per second and is always the text of the current second.</summary>
+[Trait("Tier", "unit")]
 public class TimeCacheTests
 {
     [Fact]

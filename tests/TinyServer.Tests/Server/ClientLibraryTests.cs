@@ -5,6 +5,7 @@ using TinyServer.Tests.Infrastructure;
 
 namespace TinyServer.Tests.Server;
 
+[Trait("Tier", "unit")]
 public class ClientLibraryTests
 {
     [Fact]

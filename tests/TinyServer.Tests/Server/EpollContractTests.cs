@@ -20,6 +20,7 @@ namespace TinyServer.Tests.Server;
 /// <see cref="ConnectionContext.ConnectionClosed"/> fires; the writer's Complete sends what was written; and a request
 /// through the transport allocates nothing.
 /// </summary>
+[Trait("Tier", "unit")]
 public class EpollContractTests
 {
     [Fact]

@@ -14,6 +14,7 @@ namespace TinyServer.Tests.Server;
 /// design gets wrong: wake-ups consumed while nobody waits, a peer that stops reading, buffers that fill and grow,
 /// cancellation racing completion, and connections that come and go by the thousand. Real sockets throughout.
 /// </summary>
+[Trait("Tier", "load")]
 public class EpollTransportTests
 {
     private const string Banner = "WELCOME, I'm TinyServer not pressure\n";

@@ -16,6 +16,7 @@ namespace TinyServer.Tests.Server;
 /// read, through <see cref="LineConnectionHandler"/> over in-memory pipes whose continuations run inline, so every
 /// allocation of the handler lands on this thread's counter.
 /// </summary>
+[Trait("Tier", "unit")]
 public class HandlerAllocationTests
 {
     private const int Pipeline = 16;

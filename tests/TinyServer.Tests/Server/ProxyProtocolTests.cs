@@ -11,6 +11,7 @@ namespace TinyServer.Tests.Server;
 /// untrusted peers, malformed, missing, cut or late headers are closed without a byte and counted by reason; the
 /// limits count the original client's address; a connection waiting for its header holds no connection slot.
 /// </summary>
+[Trait("Tier", "process")]
 public class ProxyProtocolTests
 {
     private const string Banner = "WELCOME, I'm TinyServer not pressure";

@@ -6,6 +6,7 @@ using TinyServer.Tests.Infrastructure;
 namespace TinyServer.Tests.Server;
 
 /// <summary>The real server over loopback sockets. Every read is bounded by <see cref="Timeouts.Read"/>.</summary>
+[Trait("Tier", "unit")]
 public partial class SocketTests
 {
     /// <summary>The transport these tests run on; <see cref="SocketTestsOnKestrelSockets"/> runs them all again on Kestrel's.</summary>
@@ -185,6 +186,7 @@ public partial class SocketTests
 }
 
 /// <summary>The same tests on Kestrel's socket transport (<c>--transport sockets</c>).</summary>
+[Trait("Tier", "unit")]
 public sealed class SocketTestsOnKestrelSockets : SocketTests
 {
     protected override TransportKind Transport => TransportKind.Sockets;
