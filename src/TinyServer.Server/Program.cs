@@ -23,7 +23,7 @@ if (options is null)
 }
 
 FileDescriptorLimit.Raise();
-SocketEngine.Configure(options);
+SocketsTransport.SetRuntimeEnvironment(options);
 await using WebApplication app = TinyServerHost.Build(options, logging =>
 {
     if (SystemdHelpers.IsSystemdService())

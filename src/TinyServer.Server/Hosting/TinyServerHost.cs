@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Net;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -66,7 +67,10 @@ public static class TinyServerHost
                 });
             }
         });
-        builder.Services.AddSingleton<IConnectionListenerFactory, BackoffSocketTransport>();
+        builder.Services.AddSingleton<IConnectionListenerFactory, SocketListenerFactory>();
+        builder.Services.AddSingleton(services => IConnectionTransport.Create(
+            options, services.GetRequiredService<ILoggerFactory>(), services.GetRequiredService<IMeterFactory>()));
+        builder.Services.AddSingleton<ConnectionAdmission>();
         builder.Services.AddSingleton<ConnectionTracker>();
         builder.Services.AddSingleton<ProxyProtocolMiddleware>();
         builder.Services.AddSingleton<TlsGate>();

@@ -70,6 +70,19 @@ public sealed class ProjectLayoutTests
         Assert.Empty(Closure(transport).SelectMany(project => Items(project, "PackageReference")));
     }
 
+    [Fact]
+    public void In_the_server_only_its_epoll_transport_names_the_epoll_project()
+    {
+        // The listener, admission and options reach the transport through IConnectionTransport; one file configures it.
+        string server = Path.Combine(Root, "src", "TinyServer.Server");
+        List<string> naming = [.. Directory.GetFiles(server, "*.cs", SearchOption.AllDirectories)
+            .Where(file => !Relative(file).Contains("/obj/", StringComparison.Ordinal) && !Relative(file).Contains("/bin/", StringComparison.Ordinal))
+            .Where(file => File.ReadAllText(file).Contains("TinyServer.Transport.Epoll", StringComparison.Ordinal))
+            .Select(Relative)
+            .Order(StringComparer.Ordinal)];
+        Assert.Equal(["src/TinyServer.Server/Connections/EpollTransport.cs"], naming);
+    }
+
     /// <summary>The project and every project it references, directly or not.</summary>
     private static HashSet<string> Closure(string project)
     {

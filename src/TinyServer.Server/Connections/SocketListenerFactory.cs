@@ -1,0 +1,24 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
+
+namespace TinyServer.Server;
+
+/// <summary>
+/// Kestrel's listener factory for the line and TLS ports, the Unix socket and the metrics port, whichever transport
+/// serves them: it opens the listening socket (<see cref="ListenSocket"/>) and accepts from it with a
+/// <see cref="SocketListener"/>, which admits (<see cref="ConnectionAdmission"/>), backs off (<see cref="AcceptBackoff"/>)
+/// and hands each connection to the chosen <see cref="IConnectionTransport"/>.
+/// </summary>
+internal sealed class SocketListenerFactory(ServerOptions options, ConnectionAdmission admission, IConnectionTransport transport, ILoggerFactory loggers) : IConnectionListenerFactory
+{
+    private readonly ILogger _logger = loggers.CreateLogger("TinyServer.Server.Transport");
+
+    public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
+    {
+        Socket socket = ListenSocket.Open(endpoint, options);
+        AcceptBackoff.StartTimer();
+        string? unixPath = (endpoint as UnixDomainSocketEndPoint)?.ToString();
+        return ValueTask.FromResult<IConnectionListener>(new SocketListener(socket, unixPath, admission, transport, _logger));
+    }
+}
