@@ -151,17 +151,21 @@ public class EpollContractTests
         (Socket peer, ConnectionContext connection) = await transport.ConnectAsync();
         const int Warmup = 2_000;
         const int Requests = 10_000;
+        const int Windows = 3;
         // The echo loop runs on the event thread from its first completed read on: every read waits for the request,
         // and the loop thread completes it inline. So the thread's counter holds everything the transport allocates
         // per request: epoll_wait and the dispatch, the receive, the read's completion, the send, the flush.
-        Task<(long Allocated, bool OneThread)> echo = Task.Run(() => EchoAsync(connection, Warmup, Requests));
+        // Three windows of 10,000 requests: an allocation per request shows in every one of them, while a one-off
+        // event of a busy test run (the suite runs in parallel) can show in one only. The assertion is on the
+        // window with the fewest bytes, and every window must stay under a byte per request.
+        Task<(long[] Allocated, bool OneThread)> echo = Task.Run(() => EchoAsync(connection, Warmup, Requests, Windows));
 
         byte[] request = "ECHO hello\n"u8.ToArray();
         var reply = new byte[request.Length];
         peer.ReceiveTimeout = (int)Timeouts.Read.TotalMilliseconds;
         await Task.Run(() =>
         {
-            for (int i = 0; i < Warmup + Requests; i++)
+            for (int i = 0; i < Warmup + (Requests * Windows); i++)
             {
                 peer.Send(request);
                 for (int got = 0; got < reply.Length;)
@@ -171,33 +175,49 @@ public class EpollContractTests
                     got += n;
                 }
             }
-        }).WaitAsync(TimeSpan.FromSeconds(60));
+        }).WaitAsync(TimeSpan.FromSeconds(90));
 
         Assert.Equal(request, reply);
-        (long allocated, bool oneThread) = await echo.WaitAsync(Timeouts.Read);
+        (long[] allocated, bool oneThread) = await echo.WaitAsync(Timeouts.Read);
         Assert.True(oneThread, "the echo loop left the event thread");
-        Assert.Equal(0, allocated);
+        string windows = string.Join(", ", allocated);
+        Assert.True(allocated.Min() == 0, $"bytes allocated in each window of {Requests} requests: {windows}");
+        Assert.True(allocated.Max() < Requests, $"bytes allocated in each window of {Requests} requests: {windows}");
     }
 
-    /// <summary>Echoes <paramref name="warmup"/> + <paramref name="requests"/> reads; the bytes its thread allocated over the last ones.</summary>
-    private static async Task<(long Allocated, bool OneThread)> EchoAsync(ConnectionContext connection, int warmup, int requests)
+    /// <summary>
+    /// Echoes <paramref name="warmup"/> + <paramref name="requests"/> × <paramref name="windows"/> reads; the bytes its
+    /// thread allocated in each window of <paramref name="requests"/> after the warm-up.
+    /// </summary>
+    private static async Task<(long[] Allocated, bool OneThread)> EchoAsync(ConnectionContext connection, int warmup, int requests, int windows)
     {
         PipeReader input = connection.Transport.Input;
         PipeWriter output = connection.Transport.Output;
+        long[] allocated = new long[windows];
         long before = 0;
         int thread = 0;
         bool oneThread = true;
-        for (int i = 0; i < warmup + requests; i++)
+        for (int i = 0; i < warmup + (requests * windows); i++)
         {
             ReadResult result = await input.ReadAsync().ConfigureAwait(false);
             if (i == warmup)
             {
                 thread = Environment.CurrentManagedThreadId;
-                before = GC.GetAllocatedBytesForCurrentThread();
             }
             else if (i > warmup)
             {
                 oneThread &= Environment.CurrentManagedThreadId == thread;
+            }
+
+            if (i >= warmup && (i - warmup) % requests == 0)
+            {
+                long now = GC.GetAllocatedBytesForCurrentThread();
+                if (i > warmup)
+                {
+                    allocated[((i - warmup) / requests) - 1] = now - before;
+                }
+
+                before = now;
             }
 
             foreach (ReadOnlyMemory<byte> segment in result.Buffer)
@@ -209,7 +229,7 @@ public class EpollContractTests
             await output.FlushAsync().ConfigureAwait(false);
         }
 
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        allocated[windows - 1] = GC.GetAllocatedBytesForCurrentThread() - before;
         return (allocated, oneThread && Environment.CurrentManagedThreadId == thread);
     }
 
