@@ -1,0 +1,21 @@
+# Waits until a server answers: the banner (tinyserver) or +PONG (redis). Exit 1 after the timeout.
+import socket, sys, time
+kind, port, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+deadline = time.monotonic() + limit
+while time.monotonic() < deadline:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            if kind == "redis":
+                s.sendall(b"PING\r\n")
+            data = b""
+            while b"\n" not in data:
+                chunk = s.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+            if data.startswith(b"WELCOME" if kind == "tinyserver" else b"+PONG"):
+                sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.05)
+sys.exit(1)
