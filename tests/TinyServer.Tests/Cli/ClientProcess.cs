@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Threading.Channels;
 using TinyServer.Tests.Infrastructure;
 
 namespace TinyServer.Tests.Cli;
@@ -12,32 +11,21 @@ namespace TinyServer.Tests.Cli;
 public sealed class ClientProcess : IAsyncDisposable
 {
     private readonly Process _process;
-    private readonly Channel<string> _unread = Channel.CreateUnbounded<string>();
-    private readonly List<string> _output = [];
-    private readonly Task _stdoutPump;
+    private readonly OutputLines _stdout;
     private readonly Task<string> _stderr;
 
     private ClientProcess(Process process)
     {
         _process = process;
         _stderr = process.StandardError.ReadToEndAsync();
-        _stdoutPump = PumpStandardOutputAsync();
+        _stdout = new OutputLines(process.StandardOutput);
     }
 
     public static ClientProcess Start(params string[] arguments) =>
         new(ProcessRunner.Start(BuiltPrograms.Dotnet, [BuiltPrograms.ClientDll, .. arguments]));
 
     /// <summary>Every standard output line read so far.</summary>
-    public IReadOnlyList<string> Output
-    {
-        get
-        {
-            lock (_output)
-            {
-                return [.. _output];
-            }
-        }
-    }
+    public IReadOnlyList<string> Output => _stdout.All;
 
     /// <summary>Writes to the client's standard input and flushes; the pipe stays open.</summary>
     public async Task WriteAsync(string text)
@@ -55,7 +43,7 @@ public sealed class ClientProcess : IAsyncDisposable
         using var deadline = new CancellationTokenSource(within);
         try
         {
-            if (await _unread.Reader.WaitToReadAsync(deadline.Token) && _unread.Reader.TryRead(out string? line))
+            if (await _stdout.Unread.WaitToReadAsync(deadline.Token) && _stdout.Unread.TryRead(out string? line))
             {
                 return line;
             }
@@ -81,24 +69,9 @@ public sealed class ClientProcess : IAsyncDisposable
             Assert.Fail($"the client did not exit within {within.TotalSeconds} s; output so far:\n{string.Join('\n', Output)}");
         }
 
-        await _stdoutPump.WaitAsync(Timeouts.Read);
+        await _stdout.Pumped.WaitAsync(Timeouts.Read);
         string stdout = string.Concat(Output.Select(line => line + "\n"));
         return new ProcessResult(_process.ExitCode, stdout, await _stderr.WaitAsync(Timeouts.Read));
-    }
-
-    private async Task PumpStandardOutputAsync()
-    {
-        while (await _process.StandardOutput.ReadLineAsync() is { } line)
-        {
-            lock (_output)
-            {
-                _output.Add(line);
-            }
-
-            _unread.Writer.TryWrite(line);
-        }
-
-        _unread.Writer.TryComplete();
     }
 
     public async ValueTask DisposeAsync()

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Net;
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
-using System.Threading.Channels;
 namespace TinyServer.Tests.Infrastructure;
 
 /// <summary>
@@ -14,9 +13,7 @@ public sealed partial class ServerProcess : IAsyncDisposable
     private const int SigTerm = 15;
 
     private readonly Process _process;
-    private readonly Channel<string> _unread = Channel.CreateUnbounded<string>();
-    private readonly List<string> _output = [];
-    private readonly Task _stdoutPump;
+    private readonly OutputLines _stdout;
     private readonly Task<string> _stderr;
 
     private ServerProcess(Process process)
@@ -24,23 +21,14 @@ public sealed partial class ServerProcess : IAsyncDisposable
         _process = process;
         _process.StandardInput.Close();
         _stderr = process.StandardError.ReadToEndAsync();
-        _stdoutPump = PumpStandardOutputAsync();
+        _stdout = new OutputLines(process.StandardOutput);
     }
 
     /// <summary>The 127.0.0.1 endpoint the server reported; the tests always bind 127.0.0.1.</summary>
     public IPEndPoint EndPoint { get; private set; } = new(IPAddress.Loopback, 0);
 
     /// <summary>Every standard output line read so far.</summary>
-    public IReadOnlyList<string> Output
-    {
-        get
-        {
-            lock (_output)
-            {
-                return [.. _output];
-            }
-        }
-    }
+    public IReadOnlyList<string> Output => _stdout.All;
 
     /// <summary>The server's process id (for /proc readings).</summary>
     public int Id => _process.Id;
@@ -83,9 +71,9 @@ public sealed partial class ServerProcess : IAsyncDisposable
         using var deadline = new CancellationTokenSource(Timeouts.Process);
         try
         {
-            while (await _unread.Reader.WaitToReadAsync(deadline.Token))
+            while (await _stdout.Unread.WaitToReadAsync(deadline.Token))
             {
-                while (_unread.Reader.TryRead(out string? line))
+                while (_stdout.Unread.TryRead(out string? line))
                 {
                     if (line.Contains(text, StringComparison.Ordinal))
                     {
@@ -111,7 +99,7 @@ public sealed partial class ServerProcess : IAsyncDisposable
     public async Task<int> WaitForExitAsync()
     {
         await _process.WaitForExitAsync().WaitAsync(Timeouts.Process);
-        await _stdoutPump.WaitAsync(Timeouts.Process);
+        await _stdout.Pumped.WaitAsync(Timeouts.Process);
         return _process.ExitCode;
     }
 
@@ -137,26 +125,11 @@ public sealed partial class ServerProcess : IAsyncDisposable
     {
         Assert.Equal(0, SendSignal(_process.Id, SigTerm));
         await _process.WaitForExitAsync().WaitAsync(Timeouts.Process);
-        await _stdoutPump.WaitAsync(Timeouts.Process);
+        await _stdout.Pumped.WaitAsync(Timeouts.Process);
         return _process.ExitCode;
     }
 
     public async Task<string> StandardErrorAfterExitAsync() => await _stderr.WaitAsync(Timeouts.Process);
-
-    private async Task PumpStandardOutputAsync()
-    {
-        while (await _process.StandardOutput.ReadLineAsync() is { } line)
-        {
-            lock (_output)
-            {
-                _output.Add(line);
-            }
-
-            _unread.Writer.TryWrite(line);
-        }
-
-        _unread.Writer.TryComplete();
-    }
 
     public async ValueTask DisposeAsync()
     {
