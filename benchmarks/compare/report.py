@@ -33,7 +33,7 @@ md = []
 md.append("# TinyServer and Redis under the same load")
 md.append("")
 command = f"DURATION={E['DURATION']} "
-for name in ("CONNS", "PIPELINES", "MODES", "LOADGENS", "SKIP", "SERVER_ENV", "SERVER_DIR"):
+for name in ("PLAIN", "CONNS", "PIPELINES", "MODES", "LOADGENS", "SKIP", "SERVER_ENV", "SERVER_DIR"):
     if E.get(name + "_SET"):
         command += f"{name}=\"{E[name]}\" "
 md.append(f"Written by `benchmarks/compare.sh` on {time.strftime('%Y-%m-%d %H:%M %Z')}: `{command}benchmarks/compare.sh`.")
@@ -50,11 +50,12 @@ md.append(f"- Request: `ECHO hello` ({E['DURATION']} s per run after connecting;
 for n in filter(None, E["NOTES_TEXT"].split("\n")):
     md.append(f"- {n}")
 md.append("")
-md.append("## Throughput and latency")
-md.append("")
-md.append("| Pinning | Load generator | Connections | Pipeline | TinyServer requests/s | p50 µs | p99 µs "
-          "| Redis requests/s | p50 µs | p99 µs | TinyServer / Redis |")
-md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+if keys:
+    md.append("## Throughput and latency")
+    md.append("")
+    md.append("| Pinning | Load generator | Connections | Pipeline | TinyServer requests/s | p50 µs | p99 µs "
+              "| Redis requests/s | p50 µs | p99 µs | TinyServer / Redis |")
+    md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for k in keys:
     t = data.get(k + ("tinyserver",), ("-",) * 4)
     r = data.get(k + ("redis",), ("-",) * 4)
@@ -66,9 +67,10 @@ for k in keys:
             err.append(f"{name} errors: {row[3]}")
     md.append(f"| {k[0]} | {lgname[k[1]]} | {k[2]:,} | {k[3]} | {fmt_rps(t[0])} | {fmt_us(t[1])} | {fmt_us(t[2])} "
               f"| {fmt_rps(r[0])} | {fmt_us(r[1])} | {fmt_us(r[2])} | {ratio}{' (' + '; '.join(err) + ')' if err else ''} |")
-md.append("")
-md.append("Latency is per request, from its write to its reply, each pipelined request timed on its own.")
-md.append("")
+if keys:
+    md.append("")
+    md.append("Latency is per request, from its write to its reply, each pipelined request timed on its own.")
+    md.append("")
 
 mem = [l.rstrip("\n").split("\t") for l in open(E["MEMORY"]) if l.strip()]
 if mem:
@@ -85,9 +87,10 @@ if mem:
         per = f"{(d - b) / h:.1f} KiB" if h else "-"
         md.append(f"| {'TinyServer' if server == 'tinyserver' else 'Redis'} | {b / 1024:.1f} MiB | {d / 1024:.1f} MiB | {h:,} | {per} |")
     md.append("")
-    md.append(f"After the load runs above, before they were stopped: TinyServer RSS {int(E['TS_RSS_AFTER_LOAD']) / 1024:.1f} MiB, "
-              f"Redis {int(E['RD_RSS_AFTER_LOAD']) / 1024:.1f} MiB.")
-    md.append("")
+    if E["TS_RSS_AFTER_LOAD"]:
+        md.append(f"After the load runs above, before they were stopped: TinyServer RSS {int(E['TS_RSS_AFTER_LOAD']) / 1024:.1f} MiB, "
+                  f"Redis {int(E['RD_RSS_AFTER_LOAD']) / 1024:.1f} MiB.")
+        md.append("")
 
 st = [l.rstrip("\n").split("\t") for l in open(E["STARTUP"]) if l.strip()]
 if st:
@@ -105,6 +108,8 @@ if st:
     md.append("")
 
 open(E["OUT"] + ".md", "w").write("\n".join(md))
+if not keys:
+    raise SystemExit(0)  # no plaintext runs (PLAIN=0): no plot
 
 # The plot: requests/s (log scale) for each connections x pipeline, one panel per pinning mode.
 modes = [m for m in ("pinned", "unpinned") if any(k[0] == m for k in keys)]

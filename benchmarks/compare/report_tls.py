@@ -1,0 +1,197 @@
+# Writes $TLS_OUT.md (markdown tables) and $TLS_OUT.svg (a plot) from the tab-separated file compare.sh's TLS step
+# wrote ($TLS_RUNS) and the environment it exports. python3 standard library only.
+import os, math, platform, statistics, time
+from html import escape
+
+E = os.environ
+rows = [l.rstrip("\n").split("\t") for l in open(E["TLS_RUNS"]) if l.strip()]
+
+def num(s):
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+# Medians over rounds: (mode, cert, proto, c, p, server) -> (rate, p50 or mean ms, p99, errors summed, cpu)
+grouped, keys = {}, []
+for mode, cert, proto, c, p, server, rate, p50, p99, errors, cpu, _round in rows:
+    point = (mode, cert, proto, int(c), p)
+    if point not in keys:
+        keys.append(point)
+    grouped.setdefault(point + (server,), []).append((rate, p50, p99, errors, cpu))
+
+def median(values):
+    vs = [num(v) for v in values if num(v) is not None]
+    return statistics.median(vs) if vs else None
+
+data = {}
+for k, runs in grouped.items():
+    failed = sum(1 for r in runs if r[3] == "fail")
+    errors = sum(int(r[3]) for r in runs if r[3].isdigit())
+    data[k] = (median(r[0] for r in runs), median(r[1] for r in runs), median(r[2] for r in runs),
+               errors, failed, median(r[4] for r in runs))
+
+def fmt_rate(v):
+    return "failed" if v is None else f"{v:,.0f}"
+
+def fmt_us(v):
+    return "-" if v is None else (f"{v:,.0f}" if v >= 100 else f"{v:.1f}")
+
+def fmt_cpu(v):
+    return "-" if v is None else (f"{v:,.0f}" if v >= 100 else f"{v:.2f}" if v < 1 else f"{v:.1f}")
+
+def ratio(t, r):
+    return f"{t / r:.2f}" if t and r else "-"
+
+def problems(t, r):
+    out = []
+    for name, d in (("TinyServer", t), ("Redis", r)):
+        if d is None:
+            continue
+        if d[3]:
+            out.append(f"{name} errors: {d[3]}")
+        if d[4]:
+            out.append(f"{name}: {d[4]} run(s) failed")
+    return f" ({'; '.join(out)})" if out else ""
+
+certname = {"ecdsa": "ECDSA P-256", "rsa": "RSA 2048"}
+rounds = int(E["TLS_ROUNDS"])
+clients = E["TLS_HANDSHAKE_CLIENTS"]
+md = ["# TinyServer and Redis over TLS, under the same load", ""]
+command = f"DURATION={E['DURATION']} "
+for name in ("PLAIN", "CONNS", "PIPELINES", "SKIP", "TLS_CERTS", "TLS_LOADS", "TLS12_LOADS", "TLS_MODES",
+             "TLS_HANDSHAKE_CLIENTS", "TLS_ROUNDS", "SERVER_ENV", "SERVER_DIR"):
+    if E.get(name + "_SET"):
+        command += f"{name}=\"{E[name]}\" "
+if E["EXTRAS"] == "0":
+    command += "EXTRAS=0 "
+md.append(f"Written by `benchmarks/compare.sh` on {time.strftime('%Y-%m-%d %H:%M %Z')}: `{command}benchmarks/compare.sh`.")
+md.append("")
+md.append(f"- Machine: {E['CPU_MODEL']}, {E['NCPU']} CPUs, Linux {platform.release()}, OpenSSL {E['OPENSSL_VERSION']}; "
+          f"load average {E['TLS_LOAD_BEFORE']} before the TLS runs, {E['TLS_LOAD_AFTER']} after (other work shares this machine).")
+md.append(f"- TinyServer: {'Release build from `' + E['SERVER_DIR'] + '`' if E.get('SERVER_DIR_SET') else ('Native AOT publish' if E['BUILD'] == 'aot' else 'Release build (JIT)')} "
+          f"on .NET {E['RUNTIME']}, `--port 0 --bind 127.0.0.1 --max-connections 20000 --tls-port 0 --tls-cert CERT --tls-key KEY`"
+          + (f", environment `{E['SERVER_ENV']}`" if E['SERVER_ENV'] else "") + ".")
+md.append(f"- Redis {E['REDIS_VERSION']}: `redis-server --save '' --appendonly no --protected-mode yes --bind 127.0.0.1 "
+          "--port 0 --tls-port P --tls-cert-file CERT --tls-key-file KEY --tls-auth-clients no --daemonize no --maxclients 19000`.")
+made = {"ecdsa": "ECDSA P-256 (`openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256`)",
+        "rsa": "RSA 2048 (`openssl req -x509 -newkey rsa:2048`)"}
+md.append(f"- Certificates: self-signed for 127.0.0.1, made for this run: {', '.join(made[c] for c in E['TLS_CERTS'].split())}; "
+          "both servers load the same certificate and key files.")
+md.append(f"- Requests: the C reference load generator built with TLS (`gcc -DWITH_TLS ... -lssl -lcrypto`), "
+          f"`loadgen-tls --tls [--tls-max 1.2] -c C -P P -d {E['DURATION']} --expect-prefix \"ECHO hello\"` (Redis: "
+          "`--redis -m \"ECHO hello\" --expect-prefix '$5'`), no certificate check. It connects and handshakes before its "
+          "window, so these rows are requests over established sessions. A warm-up of 2 s per server at `-c 50`, `-P 1` "
+          "and `-P 16` before each certificate's runs.")
+md.append("- Server CPU per request: the server process's utime + stime (`/proc/PID/stat`, sampled every 20 ms) over the "
+          "load generator's measured window, 50 ms in from each end, divided by the requests in it (requests/s × window).")
+md.append(f"- Handshakes: {clients} `openssl s_time -connect 127.0.0.1:P -new -time {E['DURATION']}` at once. Each makes "
+          "full handshakes one after another, a new session each on a fresh connection, and closes right after the "
+          "handshake, sending no request and reading nothing (the same for both servers; TinyServer's banner is not read). "
+          "Handshakes/s: all clients' handshakes over the wall time; mean ms: one handshake as a client sees it; server CPU "
+          "over the whole run divided by the handshakes. s_time measures no percentiles. The C reference handshakes before "
+          "its window, and TinyServer.LoadGen refuses `--tls --requests-per-session`, so s_time, a neutral client, is the "
+          "referee for both servers.")
+md.append(f"- Pinning: {E['TLS_MODES']} (pinned: server on CPU 0, load generator on CPU 1; unpinned: no affinity). "
+          + (f"Medians of {rounds} interleaved rounds." if rounds > 1 else "One round: single runs, not medians."))
+md.append("- TinyServer.LoadGen is not in these tables: its TLS driver refuses `--redis` (issue 12, item 1).")
+for n in filter(None, E.get("TLS_NOTES_TEXT", "").split("\n")):
+    md.append(f"- {n}")
+md.append("")
+
+req = [k for k in keys if k[4] != "hs"]
+hs = [k for k in keys if k[4] == "hs"]
+if req:
+    md.append("## Requests over TLS")
+    md.append("")
+    md.append("| Pinning | Certificate | TLS | Connections | Pipeline | TinyServer requests/s | p99 µs | CPU µs/request "
+              "| Redis requests/s | p99 µs | CPU µs/request | TinyServer / Redis |")
+    md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for k in req:
+        t, r = data.get(k + ("tinyserver",)), data.get(k + ("redis",))
+        tt, rr = t or (None,) * 6, r or (None,) * 6
+        md.append(f"| {k[0]} | {certname[k[1]]} | {k[2]} | {k[3]:,} | {k[4]} | {fmt_rate(tt[0])} | {fmt_us(tt[2])} | {fmt_cpu(tt[5])} "
+                  f"| {fmt_rate(rr[0])} | {fmt_us(rr[2])} | {fmt_cpu(rr[5])} | {ratio(tt[0], rr[0])}{problems(t, r)} |")
+    md.append("")
+    md.append("Latency is per request, from its write to its reply, each pipelined request timed on its own.")
+    md.append("")
+if hs:
+    md.append("## Full handshakes")
+    md.append("")
+    md.append("| Pinning | Certificate | TLS | s_time clients | TinyServer handshakes/s | mean ms | CPU µs/handshake "
+              "| Redis handshakes/s | mean ms | CPU µs/handshake | TinyServer / Redis |")
+    md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for k in hs:
+        t, r = data.get(k + ("tinyserver",)), data.get(k + ("redis",))
+        tt, rr = t or (None,) * 6, r or (None,) * 6
+        ms = lambda v: "-" if v is None else f"{v:.2f}"
+        md.append(f"| {k[0]} | {certname[k[1]]} | {k[2]} | {k[3]} | {fmt_rate(tt[0])} | {ms(tt[1])} | {fmt_cpu(tt[5])} "
+                  f"| {fmt_rate(rr[0])} | {ms(rr[1])} | {fmt_cpu(rr[5])} | {ratio(tt[0], rr[0])}{problems(t, r)} |")
+    md.append("")
+open(E["TLS_OUT"] + ".md", "w").write("\n".join(md))
+
+# The plot: requests/s and handshakes/s (log scale) at each point, one panel per pinning mode and certificate.
+panels = []
+for k in keys:
+    if (k[0], k[1]) not in panels:
+        panels.append((k[0], k[1]))
+groups = []
+for k in keys:
+    g = (k[2], k[3], k[4])
+    if g not in groups:
+        groups.append(g)
+colors = {"tinyserver": "#1f5fa8", "redis": "#c0392b"}
+vals = [v[0] for v in data.values() if v[0]]
+lo = 10 ** math.floor(math.log10(min(vals))) if vals else 1
+hi = 10 ** math.ceil(math.log10(max(vals))) if vals else 10
+if hi <= lo:
+    hi = lo * 10
+W, PH, top, left, right = 960, 260, 70, 80, 20
+H = top + len(panels) * (PH + 80) + 20
+gw = (W - left - right) / max(1, len(groups))
+bw = min(28, gw * 0.75 / 2)
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+       f'<rect width="{W}" height="{H}" fill="white"/>',
+       f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="16">TinyServer and Redis over TLS, ECHO hello requests/s '
+       f'and full handshakes/s (log scale)</text>',
+       f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle" fill="#555">under each group: TinyServer / Redis; requests: C '
+       f'reference load generator with TLS; handshakes: openssl s_time -new</text>']
+lx = left
+for s, label in (("tinyserver", "TinyServer"), ("redis", "Redis")):
+    svg.append(f'<rect x="{lx}" y="36" width="12" height="12" fill="{colors[s]}"/>')
+    svg.append(f'<text x="{lx + 16}" y="46">{label}</text>')
+    lx += 16 + 7.2 * len(label) + 20
+
+def y_of(v, y0):
+    return y0 + PH - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * PH
+
+for pi, (mode, cert) in enumerate(panels):
+    y0 = top + pi * (PH + 80) + 20
+    svg.append(f'<text x="{left}" y="{y0 - 8}" font-weight="bold">{escape(certname[cert])}, {mode}</text>')
+    d = lo
+    while d <= hi * 1.0001:
+        y = y_of(d, y0)
+        svg.append(f'<line x1="{left}" x2="{W - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        svg.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{d:,.0f}</text>')
+        d *= 10
+    for gi, (proto, c, p) in enumerate(groups):
+        gx = left + gi * gw + (gw - bw * 2) / 2
+        for si, s in enumerate(("tinyserver", "redis")):
+            v = data.get((mode, cert, proto, c, p, s))
+            if v and v[0]:
+                y = y_of(v[0], y0)
+                what = "handshakes/s" if p == "hs" else "req/s"
+                tip = f"{certname[cert]} TLS {proto} {mode} " + (f"{c} s_time clients" if p == "hs" else f"c={c} P={p}") \
+                    + f" {s}: {v[0]:,.0f} {what}, server CPU {fmt_cpu(v[5])} us each"
+                svg.append(f'<rect x="{gx + si * bw:.1f}" y="{y:.1f}" width="{bw - 2}" height="{y0 + PH - y:.1f}" '
+                           f'fill="{colors[s]}"><title>{escape(tip)}</title></rect>')
+        label = "handshakes" if p == "hs" else f"c={c:,} P={p}"
+        svg.append(f'<text x="{left + gi * gw + gw / 2:.1f}" y="{y0 + PH + 16}" text-anchor="middle">{escape(label)}</text>')
+        svg.append(f'<text x="{left + gi * gw + gw / 2:.1f}" y="{y0 + PH + 30}" text-anchor="middle">TLS {proto}</text>')
+        t, r = data.get((mode, cert, proto, c, p, "tinyserver")), data.get((mode, cert, proto, c, p, "redis"))
+        if t and r and t[0] and r[0]:
+            svg.append(f'<text x="{left + gi * gw + gw / 2:.1f}" y="{y0 + PH + 46}" text-anchor="middle" fill="#555">'
+                       f'{t[0] / r[0]:.2f}</text>')
+    svg.append(f'<line x1="{left}" x2="{W - right}" y1="{y0 + PH}" y2="{y0 + PH}" stroke="#333"/>')
+svg.append("</svg>")
+open(E["TLS_OUT"] + ".svg", "w").write("\n".join(svg) + "\n")
