@@ -153,6 +153,7 @@ source "$PARTS/extras.sh"
 cp "$PARTS"/*.py "$tmp/" # private copies, like the binaries
 
 build_binaries
+[[ $PLAIN == 1 || $TLS == 1 || $EXTRAS == 1 ]] || die "nothing left to run"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 RUNS="$tmp/runs.tsv"
 : >"$RUNS"
