@@ -50,6 +50,7 @@
 #   TLS_HANDSHAKE_CLIENTS=2    openssl s_time -new clients at once for the handshake rate; 0 skips it
 #   TLS_ROUNDS=1               rounds of all TLS points, interleaved; the report gives medians
 #   TLS_OUT=$OUT-tls           writes $TLS_OUT.md and $TLS_OUT.svg
+#   RUN_NOTE=""                a sentence for the notes of both reports, e.g. what else the machine was doing
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -154,6 +155,10 @@ cp "$PARTS"/*.py "$tmp/" # private copies, like the binaries
 
 build_binaries
 [[ $PLAIN == 1 || $TLS == 1 || $EXTRAS == 1 ]] || die "nothing left to run"
+if [[ -n ${RUN_NOTE:-} ]]; then
+    NOTES+=("$RUN_NOTE")
+    TLS_NOTES+=("$RUN_NOTE")
+fi
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 RUNS="$tmp/runs.tsv"
 : >"$RUNS"
