@@ -5,11 +5,23 @@ namespace TinyServer.LoadGen;
 
 /// <summary>
 /// A connection's dialling: the non-blocking connect, the banner, redials of dials stuck past --retry-after, and the
-/// connect errors by reason. Once greeted it is open (<see cref="Opened"/>) and the load runs in Connection.cs.
+/// connect errors by reason. Once greeted it is open (<see cref="Opened"/>) and the load runs in Connection.cs. A
+/// connection that ended is dialled again at once (a reconnect); when that redial fails it is tried again after
+/// <see cref="FirstBackoff"/>, doubling up to <see cref="MaxBackoff"/>, until --connect-timeout after the end: then it
+/// counts one connect error and is not replaced.
 /// </summary>
 internal sealed partial class Connection
 {
+    private static readonly long FirstBackoff = Clock.FromSeconds(0.05);
+    private static readonly long MaxBackoff = Clock.FromSeconds(1);
+
     private long _dialStarted;
+    private bool _opened;
+    private bool _redialling;
+    private long _redialSince;
+    private long _backoff;
+    private long _retryAt;
+    private string _lastDialFailure = "";
 
     public bool Dialling => State is ConnectionState.Connecting or ConnectionState.Greeting;
 
@@ -77,12 +89,49 @@ internal sealed partial class Connection
         }
     }
 
+    /// <summary>
+    /// A redial waiting after a failure is made when its wait is over; one still not open --connect-timeout after its
+    /// connection ended gives up.
+    /// </summary>
+    public void RetryIfDue(long now)
+    {
+        if (!_redialling)
+        {
+            return;
+        }
+
+        if (State == ConnectionState.Waiting && now >= _retryAt)
+        {
+            _run.Waiting--;
+            if (now - _redialSince >= _run.ConnectTimeout)
+            {
+                _run.Errors.AddConnect(_lastDialFailure);
+                End(ConnectionState.Dead);
+                return;
+            }
+
+            State = ConnectionState.Idle;
+            _run.DialQueue.Enqueue(this);
+        }
+        else if (Dialling && now - _redialSince >= _run.ConnectTimeout)
+        {
+            Close();
+            DialFailed(State == ConnectionState.Connecting ? "not connected within --connect-timeout" : "no banner within --connect-timeout");
+        }
+    }
+
     /// <summary>At the end of the connect phase (--connect-timeout): a connection not open by then has failed.</summary>
     public void GiveUpIfNotOpen()
     {
         if (Dialling)
         {
-            DialFailed(State == ConnectionState.Connecting ? "not connected within --connect-timeout" : "no banner within --connect-timeout");
+            DialFailed(State == ConnectionState.Connecting ? "not connected within --connect-timeout" : "no banner within --connect-timeout", final: true);
+        }
+        else if (State == ConnectionState.Waiting)
+        {
+            _run.Waiting--;
+            _run.Errors.AddConnect(_lastDialFailure);
+            End(ConnectionState.Dead);
         }
         else if (State == ConnectionState.Idle)
         {
@@ -143,17 +192,57 @@ internal sealed partial class Connection
     {
         _run.Dialling--;
         State = ConnectionState.Open;
-        _inFlight.Clear();
+        if (_opened)
+        {
+            _run.Reconnects++;
+        }
+
+        _opened = true;
+        _redialling = false;
         _quitting = false;
         _byeSeen = false;
         _sessionLeft = _run.Options.RequestsPerSession ?? long.MaxValue;
         _lastActivity = now;
+        int resend = _inFlight.Count; // Requests the server answered with ERROR SHUTTING_DOWN: they go first.
+        if (resend > 0)
+        {
+            for (int i = 0; i < resend; i++)
+            {
+                _send.Append(_workload.Requests[_inFlight.CommandAt(i)]);
+            }
+
+            _run.Resent += resend;
+            _sessionLeft = Math.Max(0, _sessionLeft - resend);
+            Flush(now);
+            if (State != ConnectionState.Open)
+            {
+                return;
+            }
+        }
+
         Pump(now);
     }
 
-    private void DialFailed(string reason)
+    // A dial that failed. A redial (of a connection that ended) is tried again after a short wait, until
+    // --connect-timeout after the end; any other failure is a connect error, and the connection is not replaced.
+    private void DialFailed(string reason, bool final = false)
     {
         _run.Dialling--;
+        if (_redialling && !final)
+        {
+            long now = Clock.Now;
+            if (now - _redialSince < _run.ConnectTimeout)
+            {
+                Close();
+                _lastDialFailure = reason;
+                State = ConnectionState.Waiting;
+                _retryAt = now + _backoff;
+                _backoff = Math.Min(2 * _backoff, MaxBackoff);
+                _run.Waiting++;
+                return;
+            }
+        }
+
         _run.Errors.AddConnect(reason);
         End(ConnectionState.Dead);
     }

@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using TinyServer.Interop;
+using TinyServer.Protocol;
 
 namespace TinyServer.LoadGen;
 
@@ -28,6 +29,8 @@ internal sealed partial class Connection
     private long _sessionLeft;
     private bool _quitting;
     private bool _byeSeen;
+    private bool _closingNotice;
+    private bool _started;
     private long _lastActivity;
 
     public Connection(int index, RunState run)
@@ -58,6 +61,7 @@ internal sealed partial class Connection
     public void Start(long requests, long firstDue)
     {
         _toSend = requests;
+        _started = true;
         _pacer.Start(firstDue);
         if (requests == 0)
         {
@@ -78,7 +82,7 @@ internal sealed partial class Connection
             case ConnectionState.Open:
                 if ((events & Epoll.Writable) != 0 && _wantWrite)
                 {
-                    Flush();
+                    Flush(now);
                 }
 
                 if (State == ConnectionState.Open && (events & (Epoll.Readable | Epoll.Error | Epoll.HangUp)) != 0)
@@ -135,7 +139,7 @@ internal sealed partial class Connection
             _lastActivity = now;
         }
 
-        Flush();
+        Flush(now);
     }
 
     /// <summary>An open connection waiting longer than --reply-timeout counts a timeout and closes.</summary>
@@ -147,7 +151,7 @@ internal sealed partial class Connection
         }
     }
 
-    /// <summary>Closes the socket (epoll forgets it with it), at the end of a session or of the run.</summary>
+    /// <summary>Closes the socket (epoll forgets it with it), when the connection ended or at the end of the run.</summary>
     public void Close()
     {
         _socket?.Dispose();
@@ -164,15 +168,7 @@ internal sealed partial class Connection
 
         if (error != SocketError.Success || received == 0)
         {
-            if (_byeSeen && received == 0)
-            {
-                EndSession();
-            }
-            else
-            {
-                Fail(ErrorKind.Closed);
-            }
-
+            Ended(now);
             return;
         }
 
@@ -180,7 +176,14 @@ internal sealed partial class Connection
         _receive.Received(received);
         if (!TakeReplies(now))
         {
-            Fail(ErrorKind.WrongReply);
+            if (_closingNotice)
+            {
+                Resend(now);
+            }
+            else
+            {
+                Fail(ErrorKind.WrongReply);
+            }
         }
         else if (_toSend == 0 && _inFlight.Count == 0 && !_quitting)
         {
@@ -192,17 +195,56 @@ internal sealed partial class Connection
         }
     }
 
-    // After QUIT, BYE and the server's close: dial again for the next session, unless the -n share is all sent.
-    private void EndSession()
+    // The server closed or reset the connection (or a send failed): after BYE that ends the session; otherwise the
+    // requests in flight are lost (counted, never sent again: the server may have executed them). Either way the
+    // connection is replaced.
+    private void Ended(long now)
     {
-        _run.Sessions++;
-        if (_toSend == 0)
+        if (_byeSeen)
+        {
+            _run.Sessions++;
+        }
+
+        int lost = _inFlight.Count - (QuitInFlight ? 1 : 0); // An unanswered QUIT loses nothing: the session ended anyway.
+        if (lost > 0)
+        {
+            _run.Errors.Add(ErrorKind.Lost, lost);
+        }
+
+        _inFlight.Clear();
+        Redial(now);
+    }
+
+    // ERROR SHUTTING_DOWN (or IDLE_TIMEOUT) came where a reply was awaited: the server answered every line it had
+    // read, so every request still in flight was not executed. They stay in the ring and go first on the new
+    // connection, timed from their first send. A QUIT among them is dropped: the session ends anyway.
+    private void Resend(long now)
+    {
+        _closingNotice = false;
+        if (QuitInFlight)
+        {
+            _inFlight.DropNewest();
+        }
+
+        Redial(now);
+    }
+
+    // The QUIT that ends a session is sent last, so it is the newest request in flight until its BYE comes.
+    private bool QuitInFlight => _inFlight.Count > 0 && _inFlight.CommandAt(_inFlight.Count - 1) == Workload.QuitIndex;
+
+    // Replaces the connection with a new one, unless its share of a -n run is all answered.
+    private void Redial(long now)
+    {
+        Close();
+        if (_started && _toSend == 0 && _inFlight.Count == 0)
         {
             End(ConnectionState.Done);
             return;
         }
 
-        Close();
+        _redialling = true;
+        _redialSince = now;
+        _backoff = FirstBackoff;
         State = ConnectionState.Idle;
         _run.DialQueue.Enqueue(this);
     }
@@ -220,12 +262,12 @@ internal sealed partial class Connection
         _run.Ended++;
     }
 
-    private void Flush()
+    private void Flush(long now)
     {
         int sent = _socket!.Send(_send.Unsent, SocketFlags.None, out SocketError error);
         if (error is not (SocketError.Success or SocketError.WouldBlock))
         {
-            Fail(ErrorKind.Closed);
+            Ended(now); // Reset or closed: as when a read finds it.
             return;
         }
 
@@ -245,19 +287,26 @@ internal sealed partial class Connection
     {
         if (_inFlight.Count == 0)
         {
+            IsClosingNotice(reply);
             return false;
         }
 
         _inFlight.TakeOldest(out int command, out long sentAt);
         if (!_workload.Matches(command, reply))
         {
+            if (IsClosingNotice(reply))
+            {
+                _inFlight.Untake();
+                return false;
+            }
+
             _run.Errors.Add(ErrorKind.WrongReply);
         }
 
         if (command == Workload.QuitIndex)
         {
             // Done sending: a server that lingers to read what a client still sends closes at once. Its close is
-            // awaited (EndSession); a reset instead shows on the next read, so a failed shutdown needs no handling.
+            // awaited (Ended); a reset instead shows on the next read, so a failed shutdown needs no handling.
             _byeSeen = true;
             try
             {
@@ -274,6 +323,15 @@ internal sealed partial class Connection
         }
 
         return true;
+    }
+
+    // ERROR SHUTTING_DOWN or ERROR IDLE_TIMEOUT: the server answered every line it read and closes. Noted in
+    // _closingNotice (the framing stops there, and the connection is replaced). Only off the hot path: on a mismatch.
+    private bool IsClosingNotice(ReadOnlySpan<byte> reply)
+    {
+        _closingNotice = !_workload.Redis
+            && (reply.SequenceEqual(ErrorCodes.ReplyLine(ErrorCode.ShuttingDown)[..^1]) || reply.SequenceEqual(ErrorCodes.ReplyLine(ErrorCode.IdleTimeout)[..^1]));
+        return _closingNotice;
     }
 
     // The sink of the framed replies: this connection, at the time of the read. A struct, so the framing loops are

@@ -3,8 +3,11 @@ namespace TinyServer.LoadGen;
 /// <summary>Where a connection is in its life.</summary>
 internal enum ConnectionState
 {
-    /// <summary>Waiting in the dial queue (at the start, or between sessions).</summary>
+    /// <summary>Waiting in the dial queue (at the start, or to replace a connection that ended).</summary>
     Idle,
+
+    /// <summary>A redial failed (refused, closed before the banner): waiting a little before the next try.</summary>
+    Waiting,
 
     /// <summary>The TCP connect is under way.</summary>
     Connecting,
@@ -18,6 +21,6 @@ internal enum ConnectionState
     /// <summary>Its share of the -n requests is answered.</summary>
     Done,
 
-    /// <summary>Broke (counted in the errors) and is not replaced.</summary>
+    /// <summary>Broke (counted in the errors) and is not replaced: a wrong reply, a timeout, or no redial within --connect-timeout.</summary>
     Dead,
 }

@@ -8,8 +8,11 @@ internal enum ErrorKind
     /// <summary>A connection could not be opened, or did not get its banner before --connect-timeout.</summary>
     Connect,
 
-    /// <summary>The server closed (or reset) a connection that was waiting for replies.</summary>
-    Closed,
+    /// <summary>
+    /// A request sent and never answered: its connection was closed or reset with it in flight, one per request. It is
+    /// not sent again (the server may have executed it).
+    /// </summary>
+    Lost,
 
     /// <summary>No reply within --reply-timeout; or a -n run stopped by --timeout with requests left.</summary>
     Timeout,
@@ -27,14 +30,14 @@ internal sealed class ErrorCounts
     private readonly Dictionary<string, long> _connectReasons = new(StringComparer.Ordinal);
 
     /// <summary>Counts an error other than <see cref="ErrorKind.Connect"/>, which goes through <see cref="AddConnect"/>.</summary>
-    public void Add(ErrorKind kind)
+    public void Add(ErrorKind kind, long count = 1)
     {
         if (kind == ErrorKind.Connect)
         {
             throw new ArgumentException("a connect error needs its reason", nameof(kind));
         }
 
-        _counts[(int)kind]++;
+        _counts[(int)kind] += count;
     }
 
     /// <summary>Counts a connect error and why, e.g. <c>connection refused</c>.</summary>
@@ -56,7 +59,7 @@ internal sealed class ErrorCounts
     public static string Name(ErrorKind kind) => kind switch
     {
         ErrorKind.Connect => "connect",
-        ErrorKind.Closed => "closed",
+        ErrorKind.Lost => "lost",
         ErrorKind.Timeout => "timeout",
         ErrorKind.WrongReply => "wrong_reply",
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),

@@ -92,6 +92,8 @@ internal sealed class LoadRun
             Errors = _run.Errors,
             ConnectRetries = _run.ConnectRetries,
             Sessions = _run.Sessions,
+            Reconnects = _run.Reconnects,
+            Resent = _run.Resent,
             Samples = _samples,
         };
     }
@@ -109,7 +111,7 @@ internal sealed class LoadRun
         {
             long now = Clock.Now;
             StartDials(now);
-            if ((_run.Dialling == 0 && _run.DialQueue.Count == 0) || now >= deadline)
+            if ((_run.Dialling == 0 && _run.DialQueue.Count == 0 && _run.Waiting == 0) || now >= deadline)
             {
                 break;
             }
@@ -120,6 +122,7 @@ internal sealed class LoadRun
                 foreach (Connection connection in _connections)
                 {
                     connection.RedialIfStuck(now);
+                    connection.RetryIfDue(now);
                 }
             }
 
@@ -194,13 +197,14 @@ internal sealed class LoadRun
         }
     }
 
-    // Every 0.1 s: redial stuck dials and close connections past --reply-timeout. Each second, at the end of the
+    // Every 0.1 s: redial stuck dials, make the redials whose wait is over, and close connections past --reply-timeout. Each second, at the end of the
     // warmup and at the end: take the latencies recorded so far (into the result once measuring), print progress.
     private void OnTick(long now, bool over)
     {
         foreach (Connection connection in _connections)
         {
             connection.RedialIfStuck(now);
+            connection.RetryIfDue(now);
             connection.CloseIfTimedOut(now);
         }
 

@@ -27,6 +27,8 @@ internal static class Report
             Line("sessions", F($"{result.Sessions} ended by QUIT"));
         }
 
+        Line("reconnects", F($"{result.Reconnects} (resent {result.Resent}, lost {result.Lost})"));
+
         Line("requests", F($"{result.Requests} in {result.DurationSeconds:F3} s{(result.EndedEarly ? " (ended early: no connection left)" : "")}"));
         Line("throughput", F($"{result.RequestsPerSecond:F1} requests/s"));
         Line("latency (us)", string.Join("  ", Percentiles.Select(p => F($"{p.Name} {result.Microseconds(p.Percentile):F1}")))
@@ -104,6 +106,9 @@ internal static class Report
             json.WriteNumber("connect_s", Math.Round(result.ConnectSeconds, 3));
             json.WriteNumber("connect_retries", result.ConnectRetries);
             json.WriteNumber("sessions", result.Sessions);
+            json.WriteNumber("reconnects", result.Reconnects);
+            json.WriteNumber("resent", result.Resent);
+            json.WriteNumber("lost", result.Lost);
             json.WriteEndObject();
         }
 

@@ -36,7 +36,24 @@ internal struct RequestRing(int capacity)
         sentAt = _sentAt[slot];
     }
 
-    /// <summary>Forgets every request (a new session).</summary>
+    /// <summary>Puts back the request <see cref="TakeOldest"/> just took (its reply was a closing notice, not its answer).</summary>
+    public void Untake()
+    {
+        _head = _head == 0 ? _sentAt.Length - 1 : _head - 1;
+        Count++;
+    }
+
+    /// <summary>Drops the newest request (the QUIT of a session that ends anyway).</summary>
+    public void DropNewest() => Count--;
+
+    /// <summary>The command of the <paramref name="index"/>th oldest request in flight.</summary>
+    public readonly int CommandAt(int index)
+    {
+        int slot = _head + index;
+        return _command[slot >= _command.Length ? slot - _command.Length : slot];
+    }
+
+    /// <summary>Forgets every request.</summary>
     public void Clear()
     {
         _head = 0;

@@ -46,6 +46,15 @@ internal sealed record RunResult
     /// <summary>Sessions ended by QUIT (--requests-per-session).</summary>
     public required long Sessions { get; init; }
 
+    /// <summary>Connections that ended (BYE, ERROR SHUTTING_DOWN, the server's close) and were opened again; not errors.</summary>
+    public required long Reconnects { get; init; }
+
+    /// <summary>Requests the server did not execute (ERROR SHUTTING_DOWN came in their place), sent again after a reconnect.</summary>
+    public required long Resent { get; init; }
+
+    /// <summary>Requests sent and never answered (their connection ended with them in flight): errors, not sent again.</summary>
+    public long Lost => Errors[ErrorKind.Lost];
+
     public required IReadOnlyList<Sample> Samples { get; init; }
 
     public double RequestsPerSecond => DurationSeconds > 0 ? Requests / DurationSeconds : 0;

@@ -30,6 +30,12 @@ internal sealed class RunState(LoadOptions options, EndPoint endPoint, Workload 
     /// <summary>Connections dialling or waiting for their banner.</summary>
     public int Dialling { get; set; }
 
+    /// <summary>Connections waiting a little before they dial again (a redial failed).</summary>
+    public int Waiting { get; set; }
+
+    /// <summary>--connect-timeout in ticks: also how long a connection that ended may take to be replaced.</summary>
+    public long ConnectTimeout { get; } = Clock.FromSeconds(options.ConnectTimeoutSeconds);
+
     /// <summary>--retry-after in ticks; 0 never redials.</summary>
     public long RetryAfter { get; } = Clock.FromSeconds(options.RetryAfterSeconds);
 
@@ -62,6 +68,12 @@ internal sealed class RunState(LoadOptions options, EndPoint endPoint, Workload 
 
     /// <summary>Sessions ended by QUIT (--requests-per-session).</summary>
     public long Sessions { get; set; }
+
+    /// <summary>Connections that ended and were opened again (after BYE, a closing notice, or the server's close).</summary>
+    public long Reconnects { get; set; }
+
+    /// <summary>Requests answered with ERROR SHUTTING_DOWN (not executed) and sent again on a new connection.</summary>
+    public long Resent { get; set; }
 
     /// <summary>Sets the window of the run, which starts now with <paramref name="connections"/> connections up.</summary>
     public void Begin(long now, int connections)

@@ -105,6 +105,8 @@ internal sealed class TlsLoadRun
             Errors = _errors,
             ConnectRetries = 0,
             Sessions = 0,
+            Reconnects = 0,
+            Resent = 0,
             Samples = _samples,
         };
     }
@@ -274,7 +276,7 @@ internal sealed class TlsLoadRun
 
                 if (received == 0)
                 {
-                    AddError(ErrorKind.Closed);
+                    AddError(ErrorKind.Lost, inFlight); // Closed with requests in flight: each is lost.
                     return true;
                 }
 
@@ -312,7 +314,7 @@ internal sealed class TlsLoadRun
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
         {
-            AddError(ErrorKind.Closed); // Reset, or the TLS stream broke.
+            AddError(ErrorKind.Lost, inFlight); // Reset, or the TLS stream broke: the requests in flight are lost.
             return true;
         }
     }
@@ -334,11 +336,11 @@ internal sealed class TlsLoadRun
         }
     }
 
-    private void AddError(ErrorKind kind)
+    private void AddError(ErrorKind kind, long count = 1)
     {
         lock (_lock)
         {
-            _errors.Add(kind);
+            _errors.Add(kind, count);
         }
     }
 

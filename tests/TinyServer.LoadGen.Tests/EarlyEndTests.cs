@@ -27,7 +27,7 @@ public sealed partial class EarlyEndTests
 
         double wall = clock.Elapsed.TotalSeconds;
         Assert.Equal(1, run.ExitCode);
-        Assert.Contains($"errors        5 (connect 5: connection refused 127.0.0.1:{port}, closed 0, timeout 0, wrong_reply 0)\n", run.Output, StringComparison.Ordinal);
+        Assert.Contains($"errors        5 (connect 5: connection refused 127.0.0.1:{port}, lost 0, timeout 0, wrong_reply 0)\n", run.Output, StringComparison.Ordinal);
         Match requests = RequestsLine().Match(run.Output);
         Assert.True(requests.Success, run.Output);
         double reported = double.Parse(requests.Groups["seconds"].Value, CultureInfo.InvariantCulture);
@@ -52,21 +52,37 @@ public sealed partial class EarlyEndTests
     }
 
     [Fact]
-    public async Task A_run_whose_connections_all_close_ends_early_with_the_requests_of_the_time_it_ran()
+    public async Task A_run_whose_server_goes_away_ends_early_with_the_requests_of_the_time_it_ran()
     {
+        // Three answers, then the server stops listening and closes: the connection's redials are refused until
+        // --connect-timeout, and then no connection is left.
         int answered = 0;
-        await using var server = FakeServer.WithBanner(line => Interlocked.Increment(ref answered) <= 3 ? "ECHO hello\n" : null);
-        var clock = Stopwatch.StartNew();
+        FakeServer? server = null;
+        server = FakeServer.WithBanner(line =>
+        {
+            if (Interlocked.Increment(ref answered) <= 3)
+            {
+                return "ECHO hello\n";
+            }
 
-        RunOutput run = await LoadGenerator.RunJsonAsync(server.Port, "-d", "5", "-c", "1");
+            server!.StopListening();
+            return null;
+        });
+        await using (server)
+        {
+            var clock = Stopwatch.StartNew();
 
-        Assert.Equal(1, run.ExitCode);
-        Assert.Equal(3, run.Number("requests"));
-        Assert.Equal(1, run.Errors("closed"));
-        Assert.True(run.Json.GetProperty("ended_early").GetBoolean());
-        double duration = run.Json.GetProperty("duration_s").GetDouble();
-        Assert.True(duration < 1 && duration <= clock.Elapsed.TotalSeconds, $"duration_s {duration}, the run took {clock.Elapsed.TotalSeconds:F3} s");
-        Assert.True(run.Json.GetProperty("requests_per_second").GetDouble() > 3 / 5.0, "the throughput is over the time the run had connections");
+            RunOutput run = await LoadGenerator.RunJsonAsync(server.Port, "-d", "5", "-c", "1", "--connect-timeout", "0.5");
+
+            Assert.Equal(1, run.ExitCode);
+            Assert.Equal(3, run.Number("requests"));
+            Assert.Equal(1, run.Errors("lost"));
+            Assert.Equal(1, run.Errors("connect"));
+            Assert.True(run.Json.GetProperty("ended_early").GetBoolean());
+            double duration = run.Json.GetProperty("duration_s").GetDouble();
+            Assert.True(duration < 5 && duration <= clock.Elapsed.TotalSeconds, $"duration_s {duration}, the run took {clock.Elapsed.TotalSeconds:F3} s");
+            Assert.True(run.Json.GetProperty("requests_per_second").GetDouble() > 3 / 5.0, "the throughput is over the time the run had connections");
+        }
     }
 
     [Fact]
@@ -77,7 +93,7 @@ public sealed partial class EarlyEndTests
         RunOutput run = await LoadGenerator.RunAsync("--port", server.Port.ToString(CultureInfo.InvariantCulture), "-d", "5", "-c", "2");
 
         Assert.Equal(1, run.ExitCode);
-        Assert.Contains($"errors        2 (connect 2: wrong banner 127.0.0.1:{server.Port}, closed 0,", run.Output, StringComparison.Ordinal);
+        Assert.Contains($"errors        2 (connect 2: wrong banner 127.0.0.1:{server.Port}, lost 0,", run.Output, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -72,7 +72,7 @@ public sealed class EndpointTests : IAsyncLifetime
 
         Assert.Equal(0, run.ExitCode);
         Assert.Contains($"target        127.0.0.1:{_server.TlsPort} (TLS), ECHO hello", run.Output, StringComparison.Ordinal);
-        Assert.Contains("errors        0 (connect 0, closed 0, timeout 0, wrong_reply 0)", run.Output, StringComparison.Ordinal);
+        Assert.Contains("errors        0 (connect 0, lost 0, timeout 0, wrong_reply 0)", run.Output, StringComparison.Ordinal);
         Assert.Contains(" warmup ", run.Progress, StringComparison.Ordinal);
         Assert.Contains("req/s", run.Progress, StringComparison.Ordinal);
     }

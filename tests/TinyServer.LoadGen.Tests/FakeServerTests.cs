@@ -32,15 +32,17 @@ public class FakeServerTests
     }
 
     [Fact]
-    public async Task A_server_that_closes_mid_run_is_counted()
+    public async Task A_server_that_closes_every_connection_mid_run_loses_a_request_on_each()
     {
+        // After three answers, each request read closes its connection: it is lost, and a new connection sends the next.
         int answered = 0;
         await using var server = FakeServer.WithBanner(line => Interlocked.Increment(ref answered) <= 3 ? "ECHO hello\n" : null);
 
         RunOutput run = await LoadGenerator.RunJsonAsync(server.Port, "-n", "10", "-c", "1");
 
         Assert.Equal(1, run.ExitCode);
-        Assert.Equal(1, run.Errors("closed"));
+        Assert.Equal(7, run.Errors("lost"));
+        Assert.Equal(6, run.Number("reconnects")); // After the seventh, nothing is left to send.
         Assert.Equal(3, run.Number("requests"));
     }
 

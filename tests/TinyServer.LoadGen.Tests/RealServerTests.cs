@@ -63,7 +63,7 @@ public sealed class RealServerTests : IAsyncLifetime
         Assert.Equal(0, run.ExitCode);
         Assert.Contains("throughput", run.Output, StringComparison.Ordinal);
         Assert.Contains("p99.9", run.Output.Replace("p999", "p99.9", StringComparison.Ordinal), StringComparison.Ordinal);
-        Assert.Contains("errors        0 (connect 0, closed 0, timeout 0, wrong_reply 0)", run.Output, StringComparison.Ordinal);
+        Assert.Contains("errors        0 (connect 0, lost 0, timeout 0, wrong_reply 0)", run.Output, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -105,13 +105,16 @@ public sealed class RealServerTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_line_longer_than_the_server_takes_is_a_wrong_reply_then_a_closed_connection()
+    public async Task A_line_longer_than_the_server_takes_is_a_wrong_reply_and_the_next_request_on_its_connection_is_lost()
     {
+        // Each connection gets ERROR LINE_TOO_LONG, and the server closes it: the request sent after it, if any, is
+        // lost, and a new connection takes the next one. No request is answered rightly.
         RunOutput run = await LoadGenerator.RunJsonAsync(_server.Port, "-n", "5", "-c", "1", "--payload-size", "20000");
 
         Assert.Equal(1, run.ExitCode);
-        Assert.Equal(1, run.Errors("wrong_reply"));
-        Assert.Equal(1, run.Errors("closed"));
+        Assert.InRange(run.Errors("wrong_reply"), 1, 5);
+        Assert.Equal(5, run.Errors("wrong_reply") + run.Errors("lost"));
+        Assert.Equal(5, run.Number("errors"));
     }
 
     [Fact]

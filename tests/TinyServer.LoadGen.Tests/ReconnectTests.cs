@@ -1,0 +1,141 @@
+using TinyServer.LoadGen.Tests.Infrastructure;
+
+namespace TinyServer.LoadGen.Tests;
+
+/// <summary>
+/// Connections that end are replaced (issue 11): after BYE, after ERROR SHUTTING_DOWN (whose requests are sent again),
+/// after a close between requests. Requests in flight when a connection ends are lost (errors), and a server that is
+/// gone for good ends the run with connect errors once --connect-timeout has passed.
+/// </summary>
+[Trait("Tier", "unit")]
+public sealed class ReconnectTests : IAsyncLifetime
+{
+    private const string Echo = "ECHO hello\n";
+    private const string ShuttingDown = "ERROR SHUTTING_DOWN\n";
+
+    private TestServer _server = null!;
+
+    public async Task InitializeAsync() => _server = await TestServer.StartAsync();
+
+    public async Task DisposeAsync() => await _server.DisposeAsync();
+
+    [Fact]
+    public async Task Sessions_ended_by_bye_are_reconnects_not_errors()
+    {
+        RunOutput run = await LoadGenerator.RunJsonAsync(_server.Port, "-n", "200", "-c", "2", "-P", "4", "--requests-per-session", "10");
+
+        Assert.Equal(0, run.ExitCode);
+        Assert.Equal(200, run.Number("requests"));
+        Assert.Equal(20, run.Number("sessions"));
+        Assert.Equal(18, run.Number("reconnects")); // The last session of each connection ends the run: no redial.
+        Assert.Equal(0, run.Number("lost"));
+        Assert.Equal(0, run.Number("errors"));
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(4)]
+    public async Task A_request_answered_with_shutting_down_is_sent_again_on_a_new_connection(int pipeline)
+    {
+        // The first connection answers three requests, then ERROR SHUTTING_DOWN in place of the fourth reply, and
+        // closes without reading what else was pipelined. The others answer everything.
+        int answered = 0;
+        await using var server = FakeServer.WithBanner((connection, line) =>
+            connection > 0 ? Echo : Interlocked.Increment(ref answered) <= 3 ? Echo : ShuttingDown + FakeServer.AndClose);
+
+        RunOutput run = await LoadGenerator.RunJsonAsync(server.Port, "-n", "40", "-c", "1", "-P", pipeline.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+        Assert.True(run.ExitCode == 0, run.Output);
+        Assert.Equal(40, run.Number("requests"));
+        Assert.Equal(0, run.Number("errors"));
+        Assert.Equal(1, run.Number("reconnects"));
+        Assert.InRange(run.Number("resent"), 1, pipeline);
+        Assert.Equal(0, run.Number("lost"));
+    }
+
+    [Fact]
+    public async Task A_close_between_requests_is_a_reconnect_not_an_error()
+    {
+        // At 2 requests/s the first connection's reply to its second request, and its close, come long before the
+        // third request is due: nothing is in flight when it ends.
+        int answered = 0;
+        await using var server = FakeServer.WithBanner((connection, line) =>
+            connection == 0 && Interlocked.Increment(ref answered) == 2 ? Echo + FakeServer.AndClose : Echo);
+
+        RunOutput run = await LoadGenerator.RunJsonAsync(server.Port, "-n", "4", "-c", "1", "--rate", "2");
+
+        Assert.True(run.ExitCode == 0, run.Output);
+        Assert.Equal(4, run.Number("requests"));
+        Assert.Equal(1, run.Number("reconnects"));
+        Assert.Equal(0, run.Number("lost"));
+        Assert.Equal(0, run.Number("errors"));
+    }
+
+    [Fact]
+    public async Task Requests_in_flight_when_the_server_closes_are_lost_and_not_sent_again()
+    {
+        // The first connection answers three requests and closes on reading the fourth.
+        int answered = 0;
+        int received = 0;
+        await using var server = FakeServer.WithBanner((connection, line) =>
+        {
+            Interlocked.Increment(ref received);
+            return connection > 0 || Interlocked.Increment(ref answered) <= 3 ? Echo : null;
+        });
+
+        RunOutput run = await LoadGenerator.RunJsonAsync(server.Port, "-n", "10", "-c", "1");
+
+        Assert.Equal(1, run.ExitCode);
+        Assert.Equal(1, run.Number("lost"));
+        Assert.Equal(1, run.Errors("lost"));
+        Assert.Equal(1, run.Number("errors"));
+        Assert.Equal(9, run.Number("requests"));
+        Assert.Equal(1, run.Number("reconnects"));
+        Assert.Equal(0, run.Number("resent"));
+        Assert.Equal(10, Volatile.Read(ref received)); // The lost request was not sent again.
+    }
+
+    [Fact]
+    public async Task A_server_gone_for_good_ends_the_run_with_connect_errors_after_the_connect_timeout()
+    {
+        // After five answers the server stops listening and closes every connection at its next request.
+        int answered = 0;
+        FakeServer? server = null;
+        server = FakeServer.WithBanner((connection, line) =>
+        {
+            if (Interlocked.Increment(ref answered) <= 5)
+            {
+                return Echo;
+            }
+
+            server!.StopListening();
+            return null;
+        });
+        await using (server)
+        {
+            RunOutput run = await LoadGenerator.RunJsonAsync(server.Port, "-d", "20", "-c", "2", "--connect-timeout", "1");
+
+            Assert.Equal(1, run.ExitCode);
+            Assert.True(run.Json.GetProperty("ended_early").GetBoolean(), run.Output); // It did not wait out -d 20.
+            Assert.Equal(2, run.Errors("connect"));
+            Assert.Equal(2, run.Json.GetProperty("connect_errors").GetProperty("connection refused").GetInt64());
+            Assert.Equal(2, run.Number("lost")); // Each connection's request in flight at the close.
+            Assert.Equal(0, run.Number("reconnects"));
+            Assert.Equal(4, run.Number("errors"));
+        }
+    }
+
+    [Fact]
+    public async Task The_text_report_has_a_reconnects_line_and_lost_among_the_errors()
+    {
+        int answered = 0;
+        await using var server = FakeServer.WithBanner((connection, line) =>
+            connection > 0 ? Echo : Interlocked.Increment(ref answered) <= 3 ? Echo : ShuttingDown + FakeServer.AndClose);
+
+        RunOutput run = await LoadGenerator.RunAsync("--port", server.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-n", "10", "-c", "1");
+
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains("reconnects    1 (resent 1, lost 0)\n", run.Output, StringComparison.Ordinal);
+        Assert.Contains("errors        0 (connect 0, lost 0, timeout 0, wrong_reply 0)\n", run.Output, StringComparison.Ordinal);
+    }
+}
