@@ -36,7 +36,7 @@ internal sealed class LoadCommand
     private readonly Option<int> _requestsPerSession = Whole(["--requests-per-session"], "K", "K requests, then QUIT and a new connection (connection churn)", 1, int.MaxValue);
     private readonly Option<double> _timeout = Seconds(["--timeout"], "longest a -n run may take", allowZero: false, Defaults.TimeoutSeconds);
     private readonly Option<double> _replyTimeout = Seconds(["--reply-timeout"], "longest wait for a reply before the connection counts a timeout", allowZero: false, Defaults.ReplyTimeoutSeconds);
-    private readonly Option<double> _connectTimeout = Seconds(["--connect-timeout"], "longest the opening of all connections may take", allowZero: false, Defaults.ConnectTimeoutSeconds);
+    private readonly Option<double> _connectTimeout = Seconds(["--connect-timeout"], "longest the opening of all connections may take, and the replacing of one that ended", allowZero: false, Defaults.ConnectTimeoutSeconds);
     private readonly Option<int> _connectBatch = Whole(["--connect-batch"], "N", "connections dialling or awaiting their banner at once", 1, 100_000, Defaults.ConnectBatch);
     private readonly Option<double> _retryAfter = Seconds(["--retry-after"], "redial a connection whose banner has not come by then; 0 never", allowZero: true, Defaults.RetryAfterSeconds);
     private readonly Option<bool> _json = Flag("--json", "print the result as one JSON object");
