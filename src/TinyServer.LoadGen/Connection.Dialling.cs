@@ -18,6 +18,7 @@ internal sealed partial class Connection
     private long _dialStarted;
     private bool _opened;
     private bool _redialling;
+    private bool _ended;
     private long _redialSince;
     private long _backoff;
     private long _retryAt;

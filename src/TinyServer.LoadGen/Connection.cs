@@ -232,7 +232,9 @@ internal sealed partial class Connection
     // The QUIT that ends a session is sent last, so it is the newest request in flight until its BYE comes.
     private bool QuitInFlight => _inFlight.Count > 0 && _inFlight.CommandAt(_inFlight.Count - 1) == Workload.QuitIndex;
 
-    // Replaces the connection with a new one, unless its share of a -n run is all answered.
+    // Replaces the connection with a new one, unless its share of a -n run is all answered. --connect-timeout bounds
+    // the replacing from the first end since a reply last came: a server that accepts and at once ends every
+    // connection unanswered (ERROR SHUTTING_DOWN for ever) ends the run too.
     private void Redial(long now)
     {
         Close();
@@ -242,8 +244,19 @@ internal sealed partial class Connection
             return;
         }
 
+        if (!_ended || LastReplyAt > _redialSince)
+        {
+            _ended = true;
+            _redialSince = now;
+        }
+        else if (now - _redialSince >= _run.ConnectTimeout)
+        {
+            _run.Errors.AddConnect("no reply on any reconnect within --connect-timeout");
+            End(ConnectionState.Dead);
+            return;
+        }
+
         _redialling = true;
-        _redialSince = now;
         _backoff = FirstBackoff;
         State = ConnectionState.Idle;
         _run.DialQueue.Enqueue(this);

@@ -126,6 +126,21 @@ public sealed class ReconnectTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_server_that_ends_every_connection_with_shutting_down_ends_the_run_after_the_connect_timeout()
+    {
+        await using var server = FakeServer.WithBanner(line => ShuttingDown + FakeServer.AndClose);
+
+        RunOutput run = await LoadGenerator.RunJsonAsync(server.Port, "-d", "20", "-c", "1", "--connect-timeout", "0.5");
+
+        Assert.Equal(1, run.ExitCode);
+        Assert.True(run.Json.GetProperty("ended_early").GetBoolean(), run.Output); // It did not reconnect for all of -d 20.
+        Assert.Equal(1, run.Json.GetProperty("connect_errors").GetProperty("no reply on any reconnect within --connect-timeout").GetInt64());
+        Assert.Equal(0, run.Number("requests"));
+        Assert.Equal(0, run.Number("lost"));
+        Assert.True(run.Number("reconnects") > 0);
+    }
+
+    [Fact]
     public async Task The_text_report_has_a_reconnects_line_and_lost_among_the_errors()
     {
         int answered = 0;

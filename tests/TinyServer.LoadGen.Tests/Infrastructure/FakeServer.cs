@@ -70,7 +70,7 @@ public sealed class FakeServer : IAsyncDisposable
                 _sessions.Add(ServeAsync(socket, connection, _greeting(connection)));
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException or InvalidOperationException)
         {
             // Stopped.
         }

@@ -1,0 +1,334 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using TinyServer.ClientLibrary;
+using TinyServer.Tests.Infrastructure;
+
+namespace TinyServer.Tests.Server;
+
+/// <summary>
+/// The client library's reconnecting session (issue 11, item 4): a close between requests and a closing notice lead
+/// to a new connection, requests answered with ERROR SHUTTING_DOWN are sent again, requests in flight at a close are
+/// reported lost and never sent again, and a server gone for good fails the request after the connect timeout.
+/// </summary>
+[Trait("Tier", "unit")]
+public sealed class ReconnectingClientTests
+{
+    private const string Banner = "WELCOME, I'm TinyServer not pressure\n";
+
+    [Fact]
+    public async Task After_bye_the_next_request_goes_on_a_new_connection()
+    {
+        await using TestServer server = await TestServer.StartAsync();
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        await using ReconnectingTinyServerClient client = await ReconnectingTinyServerClient.ConnectAsync("127.0.0.1", server.Port, cancellationToken: deadline.Token);
+
+        Assert.Equal("ECHO one", await client.RequestAsync("ECHO one", deadline.Token));
+        Assert.Equal("BYE", await client.RequestAsync("QUIT", deadline.Token));
+        Assert.Equal("ECHO two", await client.RequestAsync("ECHO two", deadline.Token));
+
+        Assert.Equal(1, client.Reconnects);
+        Assert.Equal(0, client.Resent);
+    }
+
+    [Fact]
+    public async Task A_request_answered_with_shutting_down_is_sent_again_on_a_new_connection()
+    {
+        await using var server = new ScriptedServers(async (connection, lines) =>
+        {
+            await lines.SendAsync(Banner);
+            if (connection == 0)
+            {
+                await lines.AnswerAsync(1);
+                await lines.ReadLineAsync();
+                await lines.SendAsync("ERROR SHUTTING_DOWN\n");
+                await lines.LingerAsync();
+            }
+            else
+            {
+                await lines.AnswerAsync(int.MaxValue);
+            }
+        });
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        await using ReconnectingTinyServerClient client = await ReconnectingTinyServerClient.ConnectAsync("127.0.0.1", server.Port, cancellationToken: deadline.Token);
+
+        Assert.Equal("ECHO 1", await client.RequestAsync("ECHO 1", deadline.Token));
+        Assert.Equal("ECHO 2", await client.RequestAsync("ECHO 2", deadline.Token));
+
+        Assert.Equal(1, client.Reconnects);
+        Assert.Equal(1, client.Resent);
+        Assert.Equal(["ECHO 1", "ECHO 2"], server.Received(0));
+        Assert.Equal(["ECHO 2"], server.Received(1));
+    }
+
+    [Fact]
+    public async Task The_unexecuted_rest_of_a_pipeline_is_sent_again_and_every_reply_comes_back_in_order()
+    {
+        // The first connection answers two of five pipelined requests, then ERROR SHUTTING_DOWN, and closes.
+        await using var server = new ScriptedServers(async (connection, lines) =>
+        {
+            await lines.SendAsync(Banner);
+            if (connection == 0)
+            {
+                await lines.AnswerAsync(2);
+                await lines.SendAsync("ERROR SHUTTING_DOWN\n");
+                await lines.LingerAsync();
+            }
+            else
+            {
+                await lines.AnswerAsync(int.MaxValue);
+            }
+        });
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        await using ReconnectingTinyServerClient client = await ReconnectingTinyServerClient.ConnectAsync("127.0.0.1", server.Port, cancellationToken: deadline.Token);
+        string[] commands = ["ECHO a", "ECHO b", "ECHO c", "ECHO d", "ECHO e"];
+
+        Assert.Equal(commands, await client.PipelineAsync(commands, deadline.Token));
+
+        Assert.Equal(1, client.Reconnects);
+        Assert.Equal(3, client.Resent);
+        Assert.Equal(["ECHO c", "ECHO d", "ECHO e"], server.Received(1));
+    }
+
+    [Fact]
+    public async Task A_notice_sent_unasked_while_idle_moves_the_next_request_to_a_new_connection()
+    {
+        var noticeSent = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = new ScriptedServers(async (connection, lines) =>
+        {
+            await lines.SendAsync(Banner);
+            if (connection == 0)
+            {
+                await lines.AnswerAsync(1);
+                await lines.SendAsync("ERROR IDLE_TIMEOUT\n");
+                noticeSent.SetResult();
+                await lines.LingerAsync();
+            }
+            else
+            {
+                await lines.AnswerAsync(int.MaxValue);
+            }
+        });
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        await using ReconnectingTinyServerClient client = await ReconnectingTinyServerClient.ConnectAsync("127.0.0.1", server.Port, cancellationToken: deadline.Token);
+        Assert.Equal("ECHO 1", await client.RequestAsync("ECHO 1", deadline.Token));
+        await noticeSent.Task.WaitAsync(Timeouts.Read);
+        await WaitUntilAsync(() => !client.IsConnected, deadline.Token); // The notice came before the next request.
+
+        Assert.Equal("ECHO 2", await client.RequestAsync("ECHO 2", deadline.Token));
+
+        Assert.Equal(1, client.Reconnects);
+        Assert.Equal(0, client.Resent);
+        Assert.Equal(["ECHO 1"], server.Received(0));
+        Assert.Equal(["ECHO 2"], server.Received(1));
+    }
+
+    [Fact]
+    public async Task Requests_in_flight_at_a_close_are_lost_and_never_sent_again()
+    {
+        // The first connection answers one request of a pipeline of three, and closes without a notice.
+        await using var server = new ScriptedServers(async (connection, lines) =>
+        {
+            await lines.SendAsync(Banner);
+            if (connection == 0)
+            {
+                await lines.AnswerAsync(1);
+                await lines.LingerAsync();
+            }
+            else
+            {
+                await lines.AnswerAsync(int.MaxValue);
+            }
+        });
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        await using ReconnectingTinyServerClient client = await ReconnectingTinyServerClient.ConnectAsync("127.0.0.1", server.Port, cancellationToken: deadline.Token);
+
+        RequestLostException lost = await Assert.ThrowsAsync<RequestLostException>(() => client.PipelineAsync(["ECHO 1", "ECHO 2", "ECHO 3"], deadline.Token));
+
+        Assert.Equal(["ECHO 1"], lost.Answered);
+        Assert.Equal(["ECHO 2", "ECHO 3"], lost.Unanswered);
+        Assert.Equal("ECHO 4", await client.RequestAsync("ECHO 4", deadline.Token)); // The next request connects again.
+        Assert.Equal(["ECHO 4"], server.Received(1)); // Nothing lost was sent again.
+        Assert.Equal(1, client.Reconnects);
+        Assert.Equal(0, client.Resent);
+    }
+
+    [Fact]
+    public async Task A_server_gone_for_good_fails_the_request_after_the_connect_timeout()
+    {
+        ScriptedServers? server = null;
+        server = new ScriptedServers(async (connection, lines) =>
+        {
+            await lines.SendAsync(Banner);
+            await lines.AnswerAsync(1);
+            server!.StopListening();
+            await lines.ReadLineAsync();
+            await lines.SendAsync("ERROR SHUTTING_DOWN\n");
+            await lines.LingerAsync();
+        });
+        await using (server)
+        {
+            using var deadline = new CancellationTokenSource(Timeouts.Read);
+            var options = new ReconnectOptions { ConnectTimeout = TimeSpan.FromSeconds(0.5) };
+            await using ReconnectingTinyServerClient client = await ReconnectingTinyServerClient.ConnectAsync("127.0.0.1", server.Port, options: options, cancellationToken: deadline.Token);
+            Assert.Equal("ECHO 1", await client.RequestAsync("ECHO 1", deadline.Token));
+
+            SocketException refused = await Assert.ThrowsAsync<SocketException>(() => client.RequestAsync("ECHO 2", deadline.Token));
+
+            Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
+            Assert.False(deadline.IsCancellationRequested, "the connect timeout, not the test's deadline, ended it");
+            Assert.Equal(0, client.Reconnects);
+        }
+    }
+
+    [Fact]
+    public async Task A_server_that_ends_every_connection_with_shutting_down_fails_the_request_after_the_connect_timeout()
+    {
+        await using var server = new ScriptedServers(async (connection, lines) =>
+        {
+            await lines.SendAsync(Banner);
+            await lines.ReadLineAsync();
+            await lines.SendAsync("ERROR SHUTTING_DOWN\n");
+            await lines.LingerAsync();
+        });
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        var options = new ReconnectOptions { ConnectTimeout = TimeSpan.FromSeconds(0.5) };
+        await using ReconnectingTinyServerClient client = await ReconnectingTinyServerClient.ConnectAsync("127.0.0.1", server.Port, options: options, cancellationToken: deadline.Token);
+
+        ServerClosedException error = await Assert.ThrowsAsync<ServerClosedException>(() => client.RequestAsync("ECHO 1", deadline.Token));
+
+        Assert.Contains("ERROR SHUTTING_DOWN' on every connection", error.Message, StringComparison.Ordinal);
+        Assert.True(client.Reconnects > 0);
+        Assert.False(deadline.IsCancellationRequested);
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, CancellationToken cancellationToken)
+    {
+        while (!condition())
+        {
+            await Task.Delay(10, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// A stand-in server on 127.0.0.1 and a free port that runs <c>script(connection, lines)</c> on every connection it
+    /// accepts (numbered from 0) and records the lines each received.
+    /// </summary>
+    private sealed class ScriptedServers : IAsyncDisposable
+    {
+        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+        private readonly ConcurrentDictionary<int, ConcurrentQueue<string>> _received = new();
+        private readonly ConcurrentBag<Task> _sessions = [];
+        private readonly Func<int, Lines, Task> _script;
+        private readonly Task _accepting;
+
+        public ScriptedServers(Func<int, Lines, Task> script)
+        {
+            _script = script;
+            _listener.Start();
+            Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
+            _accepting = AcceptAsync();
+        }
+
+        public int Port { get; }
+
+        public IReadOnlyList<string> Received(int connection) => [.. _received.GetOrAdd(connection, _ => new())];
+
+        public void StopListening() => _listener.Stop();
+
+        private async Task AcceptAsync()
+        {
+            try
+            {
+                for (int connection = 0; ; connection++)
+                {
+                    Socket socket = await _listener.AcceptSocketAsync();
+                    _sessions.Add(RunAsync(connection, socket));
+                }
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException or InvalidOperationException)
+            {
+                // Stopped listening.
+            }
+        }
+
+        private async Task RunAsync(int connection, Socket socket)
+        {
+            using (socket)
+            {
+                try
+                {
+                    await _script(connection, new Lines(socket, _received.GetOrAdd(connection, _ => new())));
+                }
+                catch (Exception e) when (e is SocketException or TimeoutException or OperationCanceledException)
+                {
+                    // The client went away.
+                }
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            _listener.Stop();
+            await Task.WhenAll([_accepting, .. _sessions]).WaitAsync(Timeouts.Read);
+        }
+    }
+
+    /// <summary>One scripted connection: lines in (recorded), text out.</summary>
+    private sealed class Lines(Socket socket, ConcurrentQueue<string> received)
+    {
+        private readonly List<byte> _pending = [];
+        private readonly byte[] _buffer = new byte[4096];
+
+        public Task SendAsync(string text) => socket.SendAsync(Encoding.UTF8.GetBytes(text), SocketFlags.None).WaitAsync(Timeouts.Read);
+
+        /// <summary>The next request line (without its line ending), or null at the end of the stream.</summary>
+        public async Task<string?> ReadLineAsync()
+        {
+            while (true)
+            {
+                int lf = _pending.IndexOf((byte)'\n');
+                if (lf >= 0)
+                {
+                    string line = Encoding.UTF8.GetString([.. _pending.Take(lf)]).TrimEnd('\r');
+                    _pending.RemoveRange(0, lf + 1);
+                    received.Enqueue(line);
+                    return line;
+                }
+
+                int n = await socket.ReceiveAsync(_buffer, SocketFlags.None).WaitAsync(Timeouts.Read);
+                if (n == 0)
+                {
+                    return null;
+                }
+
+                _pending.AddRange(_buffer.AsSpan(0, n));
+            }
+        }
+
+        /// <summary>Answers up to <paramref name="count"/> requests, each ECHO with its text (the end of the stream stops it).</summary>
+        public async Task AnswerAsync(int count)
+        {
+            for (int i = 0; i < count; i++)
+            {
+                string? line = await ReadLineAsync();
+                if (line is null)
+                {
+                    return;
+                }
+
+                await SendAsync(line + "\n");
+            }
+        }
+
+        /// <summary>Closes as the real server does: the end of its sending side, then reading until the client closes.</summary>
+        public async Task LingerAsync()
+        {
+            socket.Shutdown(SocketShutdown.Send);
+            while (await socket.ReceiveAsync(_buffer, SocketFlags.None).WaitAsync(Timeouts.Read) > 0)
+            {
+            }
+        }
+    }
+}
