@@ -14,11 +14,13 @@ internal sealed partial class Connection
 {
     private static readonly long FirstBackoff = Clock.FromSeconds(0.05);
     private static readonly long MaxBackoff = Clock.FromSeconds(1);
+    private const string NoReplyOnReconnect = "no reply on any reconnect within --connect-timeout";
 
     private long _dialStarted;
     private bool _opened;
     private bool _redialling;
     private bool _ended;
+    private bool _reopened; // Opened again since the first end without a reply since.
     private long _redialSince;
     private long _backoff;
     private long _retryAt;
@@ -106,7 +108,7 @@ internal sealed partial class Connection
             _run.Waiting--;
             if (now - _redialSince >= _run.ConnectTimeout)
             {
-                _run.Errors.AddConnect(_lastDialFailure);
+                _run.Errors.AddConnect(_reopened ? NoReplyOnReconnect : _lastDialFailure);
                 End(ConnectionState.Dead);
                 return;
             }
@@ -117,7 +119,7 @@ internal sealed partial class Connection
         else if (Dialling && now - _redialSince >= _run.ConnectTimeout)
         {
             Close();
-            DialFailed(State == ConnectionState.Connecting ? "not connected within --connect-timeout" : "no banner within --connect-timeout");
+            DialFailed(_reopened ? NoReplyOnReconnect : State == ConnectionState.Connecting ? "not connected within --connect-timeout" : "no banner within --connect-timeout");
         }
     }
 
@@ -199,6 +201,7 @@ internal sealed partial class Connection
         }
 
         _opened = true;
+        _reopened = _redialling;
         _redialling = false;
         _quitting = false;
         _byeSeen = false;

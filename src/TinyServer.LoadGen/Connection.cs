@@ -247,11 +247,12 @@ internal sealed partial class Connection
         if (!_ended || LastReplyAt > _redialSince)
         {
             _ended = true;
+            _reopened = false;
             _redialSince = now;
         }
         else if (now - _redialSince >= _run.ConnectTimeout)
         {
-            _run.Errors.AddConnect("no reply on any reconnect within --connect-timeout");
+            _run.Errors.AddConnect(NoReplyOnReconnect);
             End(ConnectionState.Dead);
             return;
         }

@@ -1,4 +1,5 @@
 using TinyServer.LoadGen.Tests.Infrastructure;
+using TinyServer.Server;
 
 namespace TinyServer.LoadGen.Tests;
 
@@ -138,6 +139,43 @@ public sealed class ReconnectTests : IAsyncLifetime
         Assert.Equal(0, run.Number("requests"));
         Assert.Equal(0, run.Number("lost"));
         Assert.True(run.Number("reconnects") > 0);
+    }
+
+    [Theory]
+    [InlineData(TransportKind.Epoll)]
+    [InlineData(TransportKind.Sockets)]
+    public async Task A_real_server_that_stops_mid_run_loses_nothing_and_the_refused_redials_end_the_run(TransportKind transport)
+    {
+        // The server drains: it answers every request it has read, then ERROR SHUTTING_DOWN on each connection. The
+        // requests behind that notice are to be sent again, but nothing listens any more: each connection counts one
+        // connect error after --connect-timeout, and not one request is lost.
+        TestServer server = await TestServer.StartAsync(new ServerOptions { Transport = transport });
+        Task<RunOutput> load;
+        try
+        {
+            load = LoadGenerator.RunJsonAsync(server.Port, "-d", "20", "-c", "4", "-P", "4", "--connect-timeout", "1");
+            using var connected = new CancellationTokenSource(Timeouts.Io);
+            while (server.ActiveConnections < 4)
+            {
+                await Task.Delay(10, connected.Token);
+            }
+
+            await Task.Delay(TimeSpan.FromSeconds(0.3)); // Some load.
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
+
+        RunOutput run = await load;
+
+        Assert.Equal(1, run.ExitCode);
+        Assert.True(run.Number("requests") > 0, run.Output);
+        Assert.Equal(0, run.Number("lost"));
+        Assert.Equal(4, run.Errors("connect"));
+        Assert.Equal(4, run.Json.GetProperty("connect_errors").GetProperty("connection refused").GetInt64());
+        Assert.Equal(4, run.Number("errors"));
+        Assert.True(run.Json.GetProperty("ended_early").GetBoolean(), run.Output);
     }
 
     [Fact]

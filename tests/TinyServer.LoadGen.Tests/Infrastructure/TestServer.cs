@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
 using TinyServer.Server;
 
 namespace TinyServer.LoadGen.Tests.Infrastructure;
@@ -16,6 +17,9 @@ public sealed class TestServer : IAsyncDisposable
     }
 
     public int Port { get; }
+
+    /// <summary>Connections open and greeted now.</summary>
+    public long ActiveConnections => _app.Services.GetRequiredService<ConnectionTracker>().Active;
 
     /// <summary>The TLS port, when the options asked for TLS.</summary>
     public int? TlsPort { get; private init; }
