@@ -77,6 +77,11 @@ foreach (var endPoint in TinyServerHost.MetricsEndPoints(app))
     Log.PrometheusListening(logger, $"http://{endPoint}/metrics");
 }
 
+foreach (var endPoint in TinyServerHost.HealthEndPoints(app))
+{
+    Log.HealthListening(logger, $"http://{endPoint}");
+}
+
 FileDescriptorLimit descriptors = app.Services.GetRequiredService<FileDescriptorLimit>();
 if (FileDescriptorLimit.Current is long limit && descriptors.Capacity is long capacity)
 {

@@ -89,6 +89,26 @@ public sealed record ServerOptions
     [Range(0, 3600, ErrorMessage = "is not a timeout: use {1}-{2} seconds")]
     public int ShutdownTimeoutSeconds { get; init; } = 5;
 
+    /// <summary>Longest <see cref="DrainDelaySeconds"/>: ten minutes, far above any balancer's check interval × fall count.</summary>
+    public const int MaxDrainDelaySeconds = 600;
+
+    /// <summary>
+    /// Seconds a stopping server stays a lame duck before it stops accepting: it reports not-ready at once
+    /// (<c>/readyz</c>, with <see cref="HealthPort"/>) but keeps accepting and serving, so that a balancer that
+    /// checks readiness takes it out of rotation before its listener closes. 0 (the default) stops accepting at once.
+    /// <see cref="ShutdownTimeoutSeconds"/> counts from the end of this delay; a second SIGTERM or SIGINT cuts it short.
+    /// </summary>
+    [Range(0, MaxDrainDelaySeconds, ErrorMessage = "is not a delay: use {1}-{2} seconds")]
+    public int DrainDelaySeconds { get; init; }
+
+    /// <summary>
+    /// When set, HTTP/1.1 <c>/healthz</c> (200 while the process runs) and <c>/readyz</c> (200 while listening and not
+    /// stopping, 503 otherwise) on this port of every <see cref="Bind"/> address; 0 picks free ports. Equal to
+    /// <see cref="PrometheusPort"/> with the Prometheus exporter, the two share one listener.
+    /// </summary>
+    [Port]
+    public int? HealthPort { get; init; }
+
     /// <summary>Longest path of a Unix domain socket, in bytes (sockaddr_un's sun_path holds 108 with the NUL).</summary>
     public const int MaxUnixPathBytes = 107;
 

@@ -76,6 +76,11 @@ public static class ServerOptionsLoader
             throw new OptionsException("--trusted-proxy is set but --proxy-protocol is off: no PROXY header would be read");
         }
 
+        if (options.HealthPort is int health && health != 0 && (health == options.Port || health == options.TlsPort))
+        {
+            throw sources.Bad("HealthPort", $"is also {(health == options.Port ? "--port" : "--tls-port")}: the health endpoints need a port of their own (or --prometheus-port's)");
+        }
+
         return WithTls(options, sources);
     }
 
@@ -194,6 +199,8 @@ public static class ServerOptionsLoader
             MaxWriteBuffer = Int("MaxWriteBuffer", settings.MaxWriteBuffer, Defaults.MaxWriteBuffer),
             LingerTimeoutSeconds = Int("LingerTimeout", settings.LingerTimeout, Defaults.LingerTimeoutSeconds),
             ShutdownTimeoutSeconds = Int("ShutdownTimeout", settings.ShutdownTimeout, Defaults.ShutdownTimeoutSeconds),
+            DrainDelaySeconds = Int("DrainDelay", settings.DrainDelay, Defaults.DrainDelaySeconds),
+            HealthPort = settings.HealthPort is null ? null : Int("HealthPort", settings.HealthPort, 0),
             Transport = settings.Transport switch
             {
                 null => Defaults.Transport,

@@ -23,6 +23,10 @@ internal sealed class ServerSettings
 
     public string? ShutdownTimeout { get; set; }
 
+    public string? DrainDelay { get; set; }
+
+    public string? HealthPort { get; set; }
+
     public string? Transport { get; set; }
 
     public string? IoThreads { get; set; }

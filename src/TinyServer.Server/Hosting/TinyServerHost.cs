@@ -66,6 +66,18 @@ public static class TinyServerHost
                     listen.Protocols = HttpProtocols.Http1;
                 });
             }
+
+            // The health endpoints (--health-port) over plain HTTP/1.1, on their own port of the same addresses, or on
+            // the Prometheus listener when --prometheus-port is the same port. Never through the line protocol, and
+            // never counted against --max-connections (only the line protocol's handler counts connections).
+            for (int i = 0; options.HealthPort is int healthPort && !SharesPrometheusPort(options) && i < options.Bind.Count; i++)
+            {
+                kestrel.Listen(options.Bind[i], healthPort, listen =>
+                {
+                    listeners.Health.Add(listen);
+                    listen.Protocols = HttpProtocols.Http1;
+                });
+            }
         });
         builder.Services.AddSingleton<IConnectionListenerFactory, SocketListenerFactory>();
         builder.Services.AddSingleton(services => IConnectionTransport.Create(
@@ -81,9 +93,17 @@ public static class TinyServerHost
             MetricsExport.AddExporter(builder.Services, options);
         }
 
+        builder.Services.AddSingleton<LameDuck>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<LameDuck>());
+        if (options.HealthPort is not null)
+        {
+            HealthEndpoints.AddChecks(builder.Services);
+        }
+
         builder.Services.AddSystemd(); // READY=1 and journald log levels when systemd runs it; nothing otherwise.
         builder.Services.AddSingleton<FileDescriptorLimit>();
-        builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(options.ShutdownTimeoutSeconds));
+        // The host's stop covers the lame duck's delay, then --shutdown-timeout for the drain (see LameDuck).
+        builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(options.DrainDelaySeconds + options.ShutdownTimeoutSeconds));
         builder.Services.AddSingleton(options);
 
         // The options machinery checks the ranges again (options built in code skip the loader) before anything listens.
@@ -95,13 +115,20 @@ public static class TinyServerHost
         builder.Services.AddSingleton(time ?? TimeProvider.System); // Every timeout reads it; tests pass a fake clock.
         builder.Logging.SetMinimumLevel(options.LogLevel);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        // An unhealthy /readyz is the lame duck's answer, logged once by LameDuck, not at Error once per probe.
+        builder.Logging.AddFilter("Microsoft.Extensions.Diagnostics.HealthChecks", LogLevel.None);
         // A failed start is reported by Program as one line; the host would log it again with a stack trace.
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
         configureLogging?.Invoke(builder.Logging);
         WebApplication app = builder.Build();
+        if (options.HealthPort is not null)
+        {
+            HealthEndpoints.Map(app, context => Arrived(context, SharesPrometheusPort(options) ? listeners.Metrics : listeners.Health));
+        }
+
         if (options.MetricsExporter == MetricsExporter.Prometheus)
         {
-            MetricsExport.MapPrometheus(app);
+            MetricsExport.MapPrometheus(app, context => Arrived(context, listeners.Metrics));
         }
 
         return app;
@@ -127,6 +154,34 @@ public static class TinyServerHost
     public static IReadOnlyList<IPEndPoint> MetricsEndPoints(WebApplication app) =>
         [.. app.Services.GetRequiredService<Listeners>().Metrics.Select(listen => listen.IPEndPoint).OfType<IPEndPoint>()];
 
+    /// <summary>The HTTP endpoints of <c>/healthz</c> and <c>/readyz</c> (empty without <c>--health-port</c>). Valid once started.</summary>
+    public static IReadOnlyList<IPEndPoint> HealthEndPoints(WebApplication app)
+    {
+        var options = app.Services.GetRequiredService<ServerOptions>();
+        Listeners listeners = app.Services.GetRequiredService<Listeners>();
+        return options.HealthPort is null ? []
+            : [.. (SharesPrometheusPort(options) ? listeners.Metrics : listeners.Health).Select(listen => listen.IPEndPoint).OfType<IPEndPoint>()];
+    }
+
+    /// <summary>The health endpoints are served on the Prometheus listeners: --health-port equals --prometheus-port.</summary>
+    private static bool SharesPrometheusPort(ServerOptions options) =>
+        options.MetricsExporter == MetricsExporter.Prometheus && options.HealthPort == options.PrometheusPort;
+
+    /// <summary>The request came in through one of <paramref name="listens"/> (by local port: the bound one, also for port 0).</summary>
+    private static bool Arrived(Microsoft.AspNetCore.Http.HttpContext context, List<ListenOptions> listens)
+    {
+        int port = context.Connection.LocalPort;
+        foreach (ListenOptions listen in listens)
+        {
+            if (listen.IPEndPoint?.Port == port)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>Hands the options machinery the one <see cref="ServerOptions"/> instance (init-only: it cannot be configured in place).</summary>
     private sealed class GivenOptionsFactory(
         ServerOptions options,
@@ -146,5 +201,7 @@ public static class TinyServerHost
         public List<ListenOptions> Unix { get; } = [];
 
         public List<ListenOptions> Metrics { get; } = [];
+
+        public List<ListenOptions> Health { get; } = [];
     }
 }

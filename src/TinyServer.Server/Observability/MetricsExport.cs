@@ -48,7 +48,11 @@ internal static class MetricsExport
             });
     }
 
-    /// <summary>Serves <c>/metrics</c> on the HTTP endpoints <see cref="TinyServerHost"/> opened for Prometheus.</summary>
+    /// <summary>
+    /// Serves <c>/metrics</c> on the HTTP endpoints <see cref="TinyServerHost"/> opened for Prometheus
+    /// (<paramref name="onMetricsPort"/>): not on a separate health port.
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    public static void MapPrometheus(WebApplication app) => app.UseOpenTelemetryPrometheusScrapingEndpoint();
+    public static void MapPrometheus(WebApplication app, Func<Microsoft.AspNetCore.Http.HttpContext, bool> onMetricsPort) =>
+        app.UseOpenTelemetryPrometheusScrapingEndpoint(context => context.Request.Path == "/metrics" && onMetricsPort(context));
 }
