@@ -58,7 +58,7 @@ public sealed class LameDuck : IHostedLifecycleService, IDisposable
         _logger = logger;
 
         // In the TinyServer meter, beside ServerMetrics' own instruments.
-        metrics.Meter.CreateObservableGauge("tinyserver.drain.phase", () => Math.Max(0, (int)Phase), "{phase}",
+        metrics.Meter.CreateObservableGauge("tinyserver.drain.phase", () => (long)Math.Max(0, (int)Phase), "{phase}",
             "0 serving (ready), 1 lame duck (stopping: not ready, still accepting for --drain-delay), 2 draining (not accepting; connections end at their next request boundary)");
         metrics.Meter.CreateObservableCounter("tinyserver.drain.connections", ObserveDrain, "{connection}",
             "Connections of the stop, by outcome: accepted during the drain delay, drained (closed after ERROR SHUTTING_DOWN), aborted at the shutdown timeout");

@@ -22,14 +22,12 @@ public partial class HaproxyTests
     [Fact]
     public async Task Two_instances_share_the_load_see_the_client_and_the_run_survives_losing_one()
     {
-        string[] serverArguments = ["--port", "0", "--bind", "127.0.0.1", "--proxy-protocol", "--trusted-proxy", Balancer, "--log-level", "Debug", "--shutdown-timeout", "2"];
+        string[] serverArguments = ["--port", "0", "--bind", "127.0.0.1", "--proxy-protocol", "--trusted-proxy", Balancer, "--log-level", "Debug", "--shutdown-timeout", "2", "--health-port", "0"];
         await using ServerProcess first = await ServerProcess.StartAsync(serverArguments);
         await using ServerProcess second = await ServerProcess.StartAsync(serverArguments);
-        await using HaproxyProcess haproxy = await HaproxyProcess.StartAsync(first.EndPoint.Port, second.EndPoint.Port);
-
-        // Both are checked healthy: the check is a whole conversation behind a PROXY v2 LOCAL header from the balancer.
-        await first.WaitForLineAsync($"PROXY v2 Local header from {Balancer}:");
-        await second.WaitForLineAsync($"PROXY v2 Local header from {Balancer}:");
+        // HAProxy checks each server's /readyz on its health port.
+        await using HaproxyProcess haproxy = await HaproxyProcess.StartAsync(
+            (first.EndPoint.Port, await HealthPortAsync(first)), (second.EndPoint.Port, await HealthPortAsync(second)));
 
         using Process load = ProcessRunner.Start(BuiltPrograms.Dotnet,
             [BuiltPrograms.LoadGenDll, "--port", haproxy.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-c", "8", "-d", "10", "--requests-per-session", "20", "--reply-timeout", "5", "--json"]);
@@ -84,6 +82,12 @@ public partial class HaproxyTests
                 && !line.Contains("shutting down", StringComparison.Ordinal));
         }
     }
+
+    private static async Task<int> HealthPortAsync(ServerProcess server) =>
+        int.Parse(HealthPort().Match(await server.WaitForLineAsync("Health endpoints on http://127.0.0.1:")).Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+
+    [GeneratedRegex(@"Health endpoints on http://127\.0\.0\.1:(\d+)/")]
+    private static partial Regex HealthPort();
 
     // Sessions of the load generator (from 127.0.0.1) that ended with its QUIT.
     private static int ClientSessions(ServerProcess server) =>
@@ -155,7 +159,7 @@ public partial class HaproxyTests
             }
         }
 
-        public static async Task<HaproxyProcess> StartAsync(int firstServer, int secondServer)
+        public static async Task<HaproxyProcess> StartAsync((int Port, int HealthPort) firstServer, (int Port, int HealthPort) secondServer)
         {
             string haproxy = ProcessRunner.RequireTool("haproxy");
             string template = await File.ReadAllTextAsync(Path.Combine(BuiltPrograms.RepositoryRoot, "deploy", "haproxy.cfg"));
@@ -205,13 +209,13 @@ public partial class HaproxyTests
         }
 
         // The lines of deploy/haproxy.cfg that name addresses, rewritten; each must be there, so the file and the test stay in step.
-        private static string Substitute(string template, int port, int firstServer, int secondServer)
+        private static string Substitute(string template, int port, (int Port, int HealthPort) firstServer, (int Port, int HealthPort) secondServer)
         {
             (string From, string To)[] edits =
             [
                 ("bind 127.0.0.1:40000", $"bind 127.0.0.1:{port}"),
-                ("server tiny1 127.0.0.1:40001", $"server tiny1 127.0.0.1:{firstServer}"),
-                ("server tiny2 127.0.0.1:40002", $"server tiny2 127.0.0.1:{secondServer}"),
+                ("server tiny1 127.0.0.1:40001 port 40101", $"server tiny1 127.0.0.1:{firstServer.Port} port {firstServer.HealthPort}"),
+                ("server tiny2 127.0.0.1:40002 port 40102", $"server tiny2 127.0.0.1:{secondServer.Port} port {secondServer.HealthPort}"),
                 ("maxconn 4096", "maxconn 1000"),
                 ("backend tinyservers\n", $"backend tinyservers\n    source {Balancer}\n"),
             ];

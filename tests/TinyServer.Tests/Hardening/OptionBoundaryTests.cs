@@ -14,6 +14,7 @@ public class OptionBoundaryTests
     [InlineData("--max-write-buffer", nameof(ServerOptions.MaxWriteBuffer), 4096, 67_108_864)]
     [InlineData("--linger-timeout", nameof(ServerOptions.LingerTimeoutSeconds), 0, 60)]
     [InlineData("--shutdown-timeout", nameof(ServerOptions.ShutdownTimeoutSeconds), 0, 3600)]
+    [InlineData("--drain-delay", nameof(ServerOptions.DrainDelaySeconds), 0, 600)]
     [InlineData("--proxy-header-timeout", nameof(ServerOptions.ProxyHeaderTimeoutSeconds), 3, 60)]
     [InlineData("--max-connections-per-address", nameof(ServerOptions.MaxConnectionsPerAddress), 0, 1_000_000)]
     [InlineData("--io-threads", nameof(ServerOptions.IoThreads), 0, 1024)]
@@ -98,6 +99,7 @@ public class OptionBoundaryTests
     {
         ServerOptions options = ServerOptionsLoader.Load([], new Dictionary<string, string>(), settingsFile: null)!;
         Assert.Equal((40000, 16384, 10_000, 300, 32768, 32768, 2, 5), (options.Port, options.MaxLineLength, options.MaxConnections, options.IdleTimeoutSeconds, options.MaxReadBuffer, options.MaxWriteBuffer, options.LingerTimeoutSeconds, options.ShutdownTimeoutSeconds));
+        Assert.Equal((0, null), (options.DrainDelaySeconds, options.HealthPort));
         Assert.Equal((false, 0, 5, 0), (options.ProxyProtocol, options.TrustedProxies.Count, options.ProxyHeaderTimeoutSeconds, options.MaxConnectionsPerAddress));
         Assert.Equal((TransportKind.Epoll, 0, true, Math.Min(Environment.ProcessorCount, 16), true), (options.Transport, options.IoThreads, options.InlineIo, options.IoQueues, options.WaitForData));
     }

@@ -16,7 +16,7 @@ public partial class DeployFileTests
     private static readonly string Deploy = Path.Combine(BuiltPrograms.RepositoryRoot, "deploy");
 
     [Fact]
-    public void The_deployment_runs_unprivileged_with_tcp_probes_limits_and_a_matching_service()
+    public void The_deployment_runs_unprivileged_with_http_probes_on_the_health_port_limits_and_a_matching_service()
     {
         YamlMappingNode deployment = LoadSingle("k8s/deployment.yaml");
         YamlMappingNode service = LoadSingle("k8s/service.yaml");
@@ -26,7 +26,6 @@ public partial class DeployFileTests
         YamlMappingNode pod = Map(Map(deployment, "spec"), "template");
         YamlMappingNode podSpec = Map(pod, "spec");
         Assert.Equal("true", Scalar(Map(podSpec, "securityContext"), "runAsNonRoot"));
-        Assert.True(int.Parse(Scalar(podSpec, "terminationGracePeriodSeconds"), System.Globalization.CultureInfo.InvariantCulture) > new ServerOptions().ShutdownTimeoutSeconds);
 
         var container = (YamlMappingNode)Assert.Single(((YamlSequenceNode)podSpec.Children["containers"]).Children);
         YamlMappingNode security = Map(container, "securityContext");
@@ -38,18 +37,26 @@ public partial class DeployFileTests
             Assert.NotEmpty(Scalar(amounts, "memory"));
         }
 
-        // The probes connect to the TinyServer port (by name), which is the port the environment makes it listen on.
+        // The probes ask the health port (by name), which is the port the environment makes it serve them on:
+        // readiness on /readyz, liveness on /healthz.
         Dictionary<string, string> ports = ((YamlSequenceNode)container.Children["ports"]).Children.Cast<YamlMappingNode>()
             .ToDictionary(p => Scalar(p, "name"), p => Scalar(p, "containerPort"));
-        foreach (string probe in new[] { "readinessProbe", "livenessProbe" })
+        foreach ((string probe, string path) in new[] { ("readinessProbe", "/readyz"), ("livenessProbe", "/healthz") })
         {
-            Assert.Equal("tinyserver", Scalar(Map(Map(container, probe), "tcpSocket"), "port"));
+            YamlMappingNode get = Map(Map(container, probe), "httpGet");
+            Assert.Equal(("health", path), (Scalar(get, "port"), Scalar(get, "path")));
         }
 
         Dictionary<string, string> environment = ((YamlSequenceNode)container.Children["env"]).Children.Cast<YamlMappingNode>()
             .ToDictionary(e => Scalar(e, "name"), e => Scalar(e, "value"));
         ServerOptions options = LoadOptions(environment);
         Assert.Equal(ports["tinyserver"], options.Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(ports["health"], options.HealthPort?.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+        // Stopping: the lame duck outlasts readiness' failure detection, and the grace period the delay plus the drain.
+        YamlMappingNode readiness = Map(container, "readinessProbe");
+        Assert.True(options.DrainDelaySeconds > Int(readiness, "periodSeconds") * Int(readiness, "failureThreshold"), $"drain delay {options.DrainDelaySeconds} s");
+        Assert.True(Int(podSpec, "terminationGracePeriodSeconds") > options.DrainDelaySeconds + options.ShutdownTimeoutSeconds);
         Assert.Equal(ports["metrics"], options.PrometheusPort.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Assert.Equal(MetricsExporter.Prometheus, options.MetricsExporter);
         Assert.Equal([System.Net.IPAddress.Any], options.Bind);
@@ -103,9 +110,14 @@ public partial class DeployFileTests
         }
 
         var defaults = new ServerOptions();
-        Assert.True(int.Parse(Single("TimeoutStopSec"), System.Globalization.CultureInfo.InvariantCulture) > defaults.ShutdownTimeoutSeconds);
+        ServerOptions options = LoadOptions(settings["Environment"].Select(e => e.Split('=', 2)).ToDictionary(kv => kv[0], kv => kv[1]));
+        Assert.True(int.Parse(Single("TimeoutStopSec"), System.Globalization.CultureInfo.InvariantCulture) > options.DrainDelaySeconds + options.ShutdownTimeoutSeconds);
         Assert.True(int.Parse(Single("LimitNOFILE"), System.Globalization.CultureInfo.InvariantCulture) > defaults.MaxConnections + 200);
-        LoadOptions(settings["Environment"].Select(e => e.Split('=', 2)).ToDictionary(kv => kv[0], kv => kv[1]));
+
+        // Behind deploy/haproxy.cfg: a health port, and a lame duck longer than HAProxy's checks take to mark it down.
+        Assert.NotNull(options.HealthPort);
+        (int inter, int fall) = HaproxyCheckTiming();
+        Assert.True(options.DrainDelaySeconds > inter * fall, $"--drain-delay {options.DrainDelaySeconds} s, HAProxy inter {inter} s x fall {fall}");
 
         // README's install steps copy the publish output (out/tinyserver) to /opt/tinyserver.
         string readme = File.ReadAllText(Path.Combine(BuiltPrograms.RepositoryRoot, "README.md"));
@@ -137,6 +149,45 @@ public partial class DeployFileTests
             Directory.Delete(directory, recursive: true);
         }
     }
+
+    [Fact]
+    public async Task The_haproxy_configuration_is_valid_and_routes_by_readiness_on_each_servers_health_port()
+    {
+        string path = Path.Combine(Deploy, "haproxy.cfg");
+        ProcessResult check = await ProcessRunner.RunAsync(ProcessRunner.RequireTool("haproxy"), ["-c", "-f", path]);
+        Assert.True(check.ExitCode == 0, $"haproxy -c: {check.StandardOutput}{check.StandardError}");
+        Assert.DoesNotContain("WARNING", check.StandardOutput + check.StandardError, StringComparison.Ordinal);
+
+        string[] lines = [.. File.ReadAllLines(path).Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#'))];
+        Assert.Contains("option httpchk", lines);
+        Assert.Contains("http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host tinyserver", lines);
+        Assert.Contains("http-check expect status 200", lines);
+        Assert.DoesNotContain(lines, l => l.StartsWith("tcp-check", StringComparison.Ordinal) || l.StartsWith("agent-check", StringComparison.Ordinal));
+
+        // Each server is checked on a health port of its own, not on its line-protocol port (no PROXY header there).
+        Match[] servers = [.. lines.Select(l => ServerLine().Match(l)).Where(m => m.Success)];
+        Assert.Equal(2, servers.Length);
+        Assert.All(servers, m => Assert.NotEqual(m.Groups["port"].Value, m.Groups["health"].Value));
+        Assert.Equal(servers.Length, servers.Select(m => m.Groups["health"].Value).Distinct().Count());
+        Assert.DoesNotContain(lines, l => l.Contains("check-send-proxy", StringComparison.Ordinal));
+    }
+
+    /// <summary>The check interval and fall count of deploy/haproxy.cfg's <c>default-server</c> line, in seconds and checks.</summary>
+    private static (int Inter, int Fall) HaproxyCheckTiming()
+    {
+        string line = File.ReadAllLines(Path.Combine(Deploy, "haproxy.cfg")).Single(l => l.TrimStart().StartsWith("default-server ", StringComparison.Ordinal));
+        Match timing = CheckTiming().Match(line);
+        Assert.True(timing.Success, line);
+        return (int.Parse(timing.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), int.Parse(timing.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    private static int Int(YamlMappingNode node, string key) => int.Parse(Scalar(node, key), System.Globalization.CultureInfo.InvariantCulture);
+
+    [GeneratedRegex(@"\binter (\d+)s\b.*\bfall (\d+)\b")]
+    private static partial Regex CheckTiming();
+
+    [GeneratedRegex(@"^server \S+ 127\.0\.0\.1:(?<port>\d+) port (?<health>\d+)$")]
+    private static partial Regex ServerLine();
 
     private static ServerOptions LoadOptions(IDictionary<string, string> environment)
     {
