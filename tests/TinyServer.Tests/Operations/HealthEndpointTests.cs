@@ -120,6 +120,20 @@ public partial class HealthEndpointTests
     }
 
     [Fact]
+    public async Task Without_a_health_port_no_health_check_assembly_is_loaded()
+    {
+        // As ExporterTests does for OpenTelemetry: .NET maps every assembly it loads (/proc/PID/maps).
+        await using (ServerProcess plain = await ServerProcess.StartAsync(["--port", "0", "--bind", "127.0.0.1"]))
+        {
+            await using RawConnection connection = await RawConnection.OpenAsync(plain.EndPoint);
+            Assert.DoesNotContain("HealthChecks", await File.ReadAllTextAsync($"/proc/{plain.Id}/maps"), StringComparison.Ordinal);
+        }
+
+        await using ServerProcess checking = await ServerProcess.StartAsync(["--port", "0", "--bind", "127.0.0.1", "--health-port", "0"]);
+        Assert.Contains("HealthChecks", await File.ReadAllTextAsync($"/proc/{checking.Id}/maps"), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task The_meter_reports_the_drain_phase_and_its_connections()
     {
         await using TestServer server = await TestServer.StartAsync(new ServerOptions { DrainDelaySeconds = 2 });
