@@ -31,7 +31,7 @@ public enum DrainPhase
 /// (GenericWebHostService, which closes the listeners) included. The host's shutdown timeout is the delay plus the
 /// shutdown timeout (<see cref="TinyServerHost"/>), so the drain after the delay gets at least
 /// <see cref="ServerOptions.ShutdownTimeoutSeconds"/>, and the process exits within the sum of the two after the first
-/// signal. With no delay nothing waits: the stop is exactly the one without this class.
+/// signal. With no delay nothing waits and nothing more is logged: the stop is exactly the one without this class.
 /// </remarks>
 public sealed class LameDuck : IHostedLifecycleService, IDisposable
 {
@@ -97,7 +97,7 @@ public sealed class LameDuck : IHostedLifecycleService, IDisposable
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
         TurnLameDuck();
-        bool cutShort = false;
+        string how = "over";
         if (_options.DrainDelaySeconds > 0)
         {
             using var wait = CancellationTokenSource.CreateLinkedTokenSource(_cutShort.Token, cancellationToken);
@@ -111,13 +111,18 @@ public sealed class LameDuck : IHostedLifecycleService, IDisposable
             }
             catch (OperationCanceledException)
             {
-                cutShort = true; // A second signal (or a caller's token): on to the drain.
+                how = _cutShort.IsCancellationRequested ? "cut short by a second signal" : "cut short by the host"; // On to the drain.
             }
         }
 
         Interlocked.Exchange(ref _acceptedInDelay, _tracker.Accepted - Interlocked.Read(ref _acceptedAtStop));
         Volatile.Write(ref _phase, (int)DrainPhase.Draining);
-        Log.DrainStarted(_logger, (long)_time.GetElapsedTime(Volatile.Read(ref _stoppingAt)).TotalMilliseconds, cutShort ? "cut short by a second signal" : "over",
+        if (_options.DrainDelaySeconds == 0)
+        {
+            return; // No lame duck: the stop logs only its end (Program's "Stopped after ..."), as without this class.
+        }
+
+        Log.DrainStarted(_logger, (long)_time.GetElapsedTime(Volatile.Read(ref _stoppingAt)).TotalMilliseconds, how,
             Interlocked.Read(ref _acceptedInDelay), _tracker.Open, _options.ShutdownTimeoutSeconds);
     }
 
@@ -151,7 +156,10 @@ public sealed class LameDuck : IHostedLifecycleService, IDisposable
             Volatile.Write(ref _phase, (int)DrainPhase.LameDuck);
         }
 
-        Log.LameDuck(_logger, _options.DrainDelaySeconds, _tracker.Open);
+        if (_options.DrainDelaySeconds > 0)
+        {
+            Log.LameDuck(_logger, _options.DrainDelaySeconds, _tracker.Open);
+        }
     }
 
     /// <summary>SIGTERM or SIGINT: the first starts the stop (the host lifetime acts on it); any later one ends the delay.</summary>
