@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using System.Net;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 
@@ -168,7 +169,7 @@ public static class TinyServerHost
         options.MetricsExporter == MetricsExporter.Prometheus && options.HealthPort == options.PrometheusPort;
 
     /// <summary>The request came in through one of <paramref name="listens"/> (by local port: the bound one, also for port 0).</summary>
-    private static bool Arrived(Microsoft.AspNetCore.Http.HttpContext context, List<ListenOptions> listens)
+    private static bool Arrived(HttpContext context, List<ListenOptions> listens)
     {
         int port = context.Connection.LocalPort;
         foreach (ListenOptions listen in listens)
