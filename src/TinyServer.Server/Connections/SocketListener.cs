@@ -15,6 +15,9 @@ namespace TinyServer.Server;
 internal sealed class SocketListener(Socket socket, string? unixPath, ConnectionAdmission admission, IConnectionTransport transport, ILogger logger) : IConnectionListener
 {
     private readonly AcceptBackoff _backoff = new();
+
+    /// <summary>Cancelled when the listener is closed: ends a wait between retries, which no accept would end.</summary>
+    private readonly CancellationTokenSource _unbound = new();
     private int _closed;
 
     public EndPoint EndPoint { get; } = socket.LocalEndPoint!;
@@ -26,6 +29,11 @@ internal sealed class SocketListener(Socket socket, string? unixPath, Connection
             Socket? accepted = null;
             try
             {
+                if (_unbound.IsCancellationRequested)
+                {
+                    return null; // Closed while waiting to retry.
+                }
+
                 if (!admission.HasRoom)
                 {
                     throw new SocketException((int)SocketError.TooManyOpenSockets, "no descriptors to spare for another connection");
@@ -68,7 +76,14 @@ internal sealed class SocketListener(Socket socket, string? unixPath, Connection
                 }
 
                 Log.AcceptRetry(logger, EndPoint, e.ToString(), delayMs);
-                await Task.Delay(delayMs, CancellationToken.None);
+                try
+                {
+                    await Task.Delay(delayMs, _unbound.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    return null; // Unbound while waiting: the server is stopping.
+                }
             }
         }
     }
@@ -77,6 +92,7 @@ internal sealed class SocketListener(Socket socket, string? unixPath, Connection
 
     public ValueTask DisposeAsync()
     {
+        _unbound.Cancel();
         socket.Dispose();
         if (unixPath is not null && Interlocked.Exchange(ref _closed, 1) == 0)
         {
