@@ -50,6 +50,12 @@ catch (OptionsValidationException e)
     Console.Error.WriteLine($"tinyserver: error: {e.Failures.First()}");
     return 2;
 }
+catch (SocketActivationException e)
+{
+    // A passed descriptor that is not a listening stream socket: the unit is wrong, not --port.
+    Console.Error.WriteLine($"tinyserver: error: cannot listen: {e.Message}");
+    return 1;
+}
 catch (Exception e) when (e is IOException or SocketException)
 {
     // Port in use, address not on this machine, permission denied: one line, no stack trace.

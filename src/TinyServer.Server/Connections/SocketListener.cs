@@ -11,8 +11,13 @@ namespace TinyServer.Server;
 /// for good if <see cref="AcceptAsync"/> throws. The pending connections stay in the listen backlog meanwhile and are
 /// served as soon as clients leave.
 /// </summary>
-/// <param name="unixPath">The socket file of a Unix domain socket listener, removed when it stops; null for TCP.</param>
-internal sealed class SocketListener(Socket socket, string? unixPath, ConnectionAdmission admission, IConnectionTransport transport, ILogger logger) : IConnectionListener
+/// <param name="unixPath">The socket file of a Unix domain socket listener, removed when it stops unless inherited; null for TCP.</param>
+/// <param name="inheritedDescriptor">
+/// The descriptor of a socket passed by socket activation (<paramref name="socket"/> does not own it), or -1. Stopping
+/// then closes this process's descriptor only: no shutdown(2), no SO_LINGER, no file removed; the connections queued
+/// on it stay queued for the next process that serves it.
+/// </param>
+internal sealed class SocketListener(Socket socket, string? unixPath, ConnectionAdmission admission, IConnectionTransport transport, ILogger logger, int inheritedDescriptor = -1) : IConnectionListener
 {
     private readonly AcceptBackoff _backoff = new();
 
@@ -93,10 +98,17 @@ internal sealed class SocketListener(Socket socket, string? unixPath, Connection
     public ValueTask DisposeAsync()
     {
         _unbound.Cancel();
-        socket.Dispose();
-        if (unixPath is not null && Interlocked.Exchange(ref _closed, 1) == 0)
+        socket.Dispose(); // An inherited socket's Socket does not own the descriptor: this only ends the pending accept.
+        if (Interlocked.Exchange(ref _closed, 1) == 0)
         {
-            UnixSocketFile.Remove(unixPath);
+            if (inheritedDescriptor >= 0)
+            {
+                SocketActivation.Close(inheritedDescriptor);
+            }
+            else if (unixPath is not null)
+            {
+                UnixSocketFile.Remove(unixPath);
+            }
         }
 
         return ValueTask.CompletedTask;

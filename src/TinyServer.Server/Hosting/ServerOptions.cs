@@ -121,6 +121,13 @@ public sealed record ServerOptions
     /// </summary>
     public UnixFileMode UnixSocketMode { get; init; } = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite;
 
+    /// <summary>
+    /// Listening sockets passed by socket activation (LISTEN_FDS, <see cref="SocketActivation"/>). When there are any,
+    /// the server serves them instead of binding <see cref="Port"/>, <see cref="TlsPort"/> and <see cref="UnixSocketPath"/>
+    /// on <see cref="Bind"/>; a socket named <c>tls</c> serves TLS with <see cref="TlsCertificate"/>.
+    /// </summary>
+    public IReadOnlyList<InheritedSocket> InheritedSockets { get; init; } = [];
+
     /// <summary>When set (with <see cref="TlsCertificate"/>), the port of the TLS endpoints, on every <see cref="Bind"/> address; 0 picks free ports.</summary>
     [Port]
     public int? TlsPort { get; init; }

@@ -59,7 +59,10 @@ public static class ServerOptionsLoader
         }
 
         var sources = new Sources([.. configuration.Providers], labels);
-        ServerOptions options = new Converter(configuration.Get<ServerSettings>() ?? new ServerSettings(), sources).Convert();
+        ServerOptions options = new Converter(configuration.Get<ServerSettings>() ?? new ServerSettings(), sources).Convert() with
+        {
+            InheritedSockets = SocketActivation.Read(environment, Environment.ProcessId),
+        };
         ValidateOptionsResult result = new ServerOptionsValidator().Validate(Options.DefaultName, options);
         if (result.Failed)
         {
@@ -115,7 +118,8 @@ public static class ServerOptionsLoader
         var cert = Tls("TlsCert", path: true);
         var key = Tls("TlsKey", path: true);
         var password = Tls("TlsCertPassword", path: false);
-        if (options.TlsPort is null)
+        bool tlsInherited = options.InheritedSockets.Any(socket => socket.Tls);
+        if (options.TlsPort is null && !tlsInherited)
         {
             return cert is var (_, certSource)
                 ? throw new OptionsException($"{certSource}: a certificate needs --tls-port, the port to serve TLS on")
@@ -126,7 +130,9 @@ public static class ServerOptionsLoader
 
         if (cert is not { } certificate)
         {
-            throw new OptionsException("--tls-port needs --tls-cert, the certificate to serve TLS with");
+            throw new OptionsException(tlsInherited
+                ? $"socket activation: LISTEN_FDNAMES names a '{SocketActivation.TlsName}' socket: TLS needs --tls-cert, the certificate to serve TLS with"
+                : "--tls-port needs --tls-cert, the certificate to serve TLS with");
         }
 
         if (options.TlsPort != 0 && options.TlsPort == options.Port)

@@ -1,5 +1,7 @@
 using System.Diagnostics.Metrics;
 using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -21,41 +23,73 @@ public static class TinyServerHost
         builder.WebHost.UseKestrelCore();
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
-            foreach (IPAddress address in options.Bind)
+            void Plain(ListenOptions listen)
             {
-                kestrel.Listen(address, options.Port, listen =>
+                listeners.All.Add(listen);
+                if (options.ProxyProtocol)
                 {
-                    listeners.All.Add(listen);
-                    if (options.ProxyProtocol)
-                    {
-                        ProxyProtocolMiddleware proxy = listen.ApplicationServices.GetRequiredService<ProxyProtocolMiddleware>();
-                        listen.Use(next => connection => proxy.OnConnectedAsync(connection, next));
-                    }
+                    ProxyProtocolMiddleware proxy = listen.ApplicationServices.GetRequiredService<ProxyProtocolMiddleware>();
+                    listen.Use(next => connection => proxy.OnConnectedAsync(connection, next));
+                }
 
-                    listen.UseConnectionHandler<LineConnectionHandler>();
-                });
+                listen.UseConnectionHandler<LineConnectionHandler>();
             }
 
-            if (options is { TlsPort: int tlsPort, TlsCertificate: { } certificate })
+            void Tls(ListenOptions listen, X509Certificate2 certificate)
             {
-                foreach (IPAddress address in options.Bind)
+                listeners.Tls.Add(listen);
+                TlsGate.Use(listen, options, certificate);
+                listen.UseConnectionHandler<LineConnectionHandler>();
+            }
+
+            void Unix(ListenOptions listen)
+            {
+                listeners.Unix.Add(listen);
+                listen.UseConnectionHandler<LineConnectionHandler>();
+            }
+
+            if (options.InheritedSockets.Count > 0)
+            {
+                // Socket activation: the passed sockets replace --port, --tls-port, --unix (and --bind for them).
+                foreach (InheritedSocket inherited in options.InheritedSockets)
                 {
-                    kestrel.Listen(address, tlsPort, listen =>
+                    kestrel.ListenHandle((ulong)inherited.Descriptor, listen =>
                     {
-                        listeners.Tls.Add(listen);
-                        TlsGate.Use(listen, options, certificate);
-                        listen.UseConnectionHandler<LineConnectionHandler>();
+                        listeners.Inherited[listen] = inherited.Descriptor;
+                        if (inherited.Tls)
+                        {
+                            Tls(listen, options.TlsCertificate ?? throw new InvalidOperationException("a 'tls' socket needs TlsCertificate"));
+                        }
+                        else if (SocketActivation.IsUnix(inherited.Descriptor))
+                        {
+                            Unix(listen);
+                        }
+                        else
+                        {
+                            Plain(listen);
+                        }
                     });
                 }
             }
-
-            if (options.UnixSocketPath is { } path)
+            else
             {
-                kestrel.ListenUnixSocket(path, listen =>
+                foreach (IPAddress address in options.Bind)
                 {
-                    listeners.Unix.Add(listen);
-                    listen.UseConnectionHandler<LineConnectionHandler>();
-                });
+                    kestrel.Listen(address, options.Port, Plain);
+                }
+
+                if (options is { TlsPort: int tlsPort, TlsCertificate: { } certificate })
+                {
+                    foreach (IPAddress address in options.Bind)
+                    {
+                        kestrel.Listen(address, tlsPort, listen => Tls(listen, certificate));
+                    }
+                }
+
+                if (options.UnixSocketPath is { } path)
+                {
+                    kestrel.ListenUnixSocket(path, Unix);
+                }
             }
 
             // Prometheus scrapes over plain HTTP/1.1, on its own port of the same addresses.
@@ -143,13 +177,28 @@ public static class TinyServerHost
     public static IReadOnlyList<IPEndPoint> TlsEndPoints(WebApplication app) =>
         [.. app.Services.GetRequiredService<Listeners>().Tls.Select(listen => listen.IPEndPoint).OfType<IPEndPoint>()];
 
-    /// <summary>Every endpoint as the startup log names it: <c>127.0.0.1:40000</c>, <c>127.0.0.1:40001 (TLS)</c>, <c>unix:/run/tinyserver.sock</c>.</summary>
-    public static IReadOnlyList<string> Describe(WebApplication app) =>
-        [
-            .. BoundEndPoints(app).Select(endPoint => endPoint.ToString()),
-            .. TlsEndPoints(app).Select(endPoint => $"{endPoint} (TLS)"),
-            .. app.Services.GetRequiredService<Listeners>().Unix.Select(listen => $"unix:{listen.SocketPath}"),
-        ];
+    /// <summary>
+    /// Every endpoint as the startup log names it: <c>127.0.0.1:40000</c>, <c>127.0.0.1:40001 (TLS)</c>,
+    /// <c>unix:/run/tinyserver.sock</c>; a socket passed by socket activation adds its descriptor: <c>127.0.0.1:40000 (fd 3)</c>.
+    /// </summary>
+    public static IReadOnlyList<string> Describe(WebApplication app)
+    {
+        Listeners listeners = app.Services.GetRequiredService<Listeners>();
+        string Name(ListenOptions listen, bool tls)
+        {
+            string name = listen.EndPoint is UnixDomainSocketEndPoint unix ? $"unix:{unix}" : $"{listen.EndPoint}";
+            string fd = listeners.Inherited.TryGetValue(listen, out int descriptor) ? $"fd {descriptor}" : "";
+            return (tls, fd.Length > 0) switch
+            {
+                (true, true) => $"{name} (TLS, {fd})",
+                (true, false) => $"{name} (TLS)",
+                (false, true) => $"{name} ({fd})",
+                _ => name,
+            };
+        }
+
+        return [.. listeners.All.Select(l => Name(l, false)), .. listeners.Tls.Select(l => Name(l, true)), .. listeners.Unix.Select(l => Name(l, false))];
+    }
 
     /// <summary>The Prometheus <c>/metrics</c> endpoints (empty unless <c>--metrics-exporter prometheus</c>). Valid once started.</summary>
     public static IReadOnlyList<IPEndPoint> MetricsEndPoints(WebApplication app) =>
@@ -204,5 +253,8 @@ public static class TinyServerHost
         public List<ListenOptions> Metrics { get; } = [];
 
         public List<ListenOptions> Health { get; } = [];
+
+        /// <summary>The listeners on sockets passed by socket activation, and their descriptors.</summary>
+        public Dictionary<ListenOptions, int> Inherited { get; } = [];
     }
 }

@@ -7,8 +7,8 @@ namespace TinyServer.Tests.Operations;
 
 /// <summary>
 /// The deployment files under deploy/, checked without a container engine or a cluster: the Kubernetes manifests
-/// parse and say what README.md promises, every option they set is one the server accepts, the systemd unit passes
-/// <c>systemd-analyze verify</c>, and the paths agree with the documented publish layout.
+/// parse and say what README.md promises, every option they set is one the server accepts, the systemd units pass
+/// <c>systemd-analyze verify</c> and agree on the listening sockets, and the paths agree with the documented publish layout.
 /// </summary>
 [Trait("Tier", "process")]
 public partial class DeployFileTests
@@ -126,9 +126,29 @@ public partial class DeployFileTests
     }
 
     [Fact]
-    public async Task Systemd_analyze_verifies_the_unit()
+    public void The_socket_unit_passes_the_servers_loopback_port_to_the_service_as_plain_listening_sockets()
     {
-        // The same unit with ExecStart on the built server's executable (verify checks that it exists and runs).
+        Dictionary<string, List<string>> socket = UnitSettings("tinyserver.socket");
+        Dictionary<string, List<string>> service = UnitSettings("tinyserver.service");
+        Assert.Equal(["tinyserver.socket"], service["Sockets"]);
+        Assert.Equal(["tinyserver.socket"], service["Requires"]);
+        Assert.Contains("tinyserver.socket", service["After"]);
+
+        // The addresses the server binds by itself with the service's options: the same port on 127.0.0.1 and ::1.
+        ServerOptions options = LoadOptions(service["Environment"].Select(e => e.Split('=', 2)).ToDictionary(kv => kv[0], kv => kv[1]));
+        Assert.Equal(
+            options.Bind.Select(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{a}]:{options.Port}" : $"{a}:{options.Port}"),
+            socket["ListenStream"]);
+        Assert.Equal("ipv6-only", Assert.Single(socket["BindIPv6Only"]));
+        Assert.Equal(options.ListenBacklog.ToString(System.Globalization.CultureInfo.InvariantCulture), Assert.Single(socket["Backlog"]));
+        Assert.Equal("no", Assert.Single(socket["Accept"])); // one server accepts; Accept=yes would pass connected sockets
+        Assert.NotEqual(SocketActivation.TlsName, Assert.Single(socket["FileDescriptorName"])); // plain text
+    }
+
+    [Fact]
+    public async Task Systemd_analyze_verifies_the_service_and_socket_units()
+    {
+        // The same units with ExecStart on the built server's executable (verify checks that it exists and runs).
         string analyze = ProcessRunner.RequireTool("systemd-analyze");
         string directory = Directory.CreateTempSubdirectory("tinyserver-unit-").FullName;
         try
@@ -139,10 +159,12 @@ public partial class DeployFileTests
                 .Replace("ExecStart=/opt/tinyserver/TinyServer.Server", $"ExecStart={executable}", StringComparison.Ordinal);
             string path = Path.Combine(directory, "tinyserver.service");
             await File.WriteAllTextAsync(path, unit);
+            string socketPath = Path.Combine(directory, "tinyserver.socket");
+            File.Copy(Path.Combine(Deploy, "tinyserver.socket"), socketPath);
 
-            ProcessResult result = await ProcessRunner.RunAsync(analyze, ["verify", path]);
+            ProcessResult result = await ProcessRunner.RunAsync(analyze, ["verify", socketPath, path]);
             Assert.True(result.ExitCode == 0, $"systemd-analyze verify: {result.StandardOutput}{result.StandardError}");
-            Assert.DoesNotContain("tinyserver.service", result.StandardError, StringComparison.Ordinal);
+            Assert.DoesNotContain("tinyserver.s", result.StandardError, StringComparison.Ordinal);
         }
         finally
         {
@@ -188,6 +210,14 @@ public partial class DeployFileTests
 
     [GeneratedRegex(@"^server \S+ 127\.0\.0\.1:(?<port>\d+) port (?<health>\d+)$")]
     private static partial Regex ServerLine();
+
+    /// <summary>A unit file's settings, key to values in order (comments and section headers left out).</summary>
+    private static Dictionary<string, List<string>> UnitSettings(string name) =>
+        File.ReadAllLines(Path.Combine(Deploy, name))
+            .Where(l => l.Length > 0 && l[0] is not ('#' or '['))
+            .Select(l => l.Split('=', 2))
+            .GroupBy(kv => kv[0], kv => kv[1])
+            .ToDictionary(g => g.Key, g => g.ToList());
 
     private static ServerOptions LoadOptions(IDictionary<string, string> environment)
     {
