@@ -82,7 +82,7 @@ public class SocketActivationTests
     [Theory]
     [InlineData("epoll")]
     [InlineData("sockets")]
-    public async Task Connections_queued_on_a_passed_socket_outlive_the_instance_that_stops_and_the_next_instances_close_them_cleanly(string transport)
+    public async Task Connections_queued_on_a_passed_socket_outlive_the_instance_that_stops_and_the_socket_keeps_no_option_from_it(string transport)
     {
         // The test plays systemd: it binds the socket once and passes it to A, then B, then C.
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
@@ -126,7 +126,7 @@ public class SocketActivationTests
             }
 
             // An abortive close sets SO_LINGER {on, 0} on the socket; every connection accepted from it afterwards
-            // inherits it and ends with a reset. Not here: the shared socket is as the test bound it.
+            // inherits it, and is reset when closed with replies unacknowledged. Not here: the socket is as bound.
             Assert.False(listener.LingerState!.Enabled, "the passed socket got SO_LINGER from a stopping instance");
             using var late = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             await late.ConnectAsync(endPoint).WaitAsync(Timeouts.Read);
