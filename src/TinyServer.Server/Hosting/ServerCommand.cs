@@ -72,7 +72,9 @@ internal static class ServerCommand
         var root = new RootCommand(
             "The TinyServer line-protocol server. Every option can also be set by its TINYSERVER_* environment variable or in\n" +
             "appsettings.json beside the executable (the command line wins, then the environment, then the file).\n" +
-            "Arguments can come from a response file: @FILE. Exit code: 0 stopped, 1 cannot serve (e.g. port in use), 2 bad option.")
+            "Arguments can come from a response file: @FILE. Exit code: 0 stopped, 1 cannot serve (e.g. port in use), 2 bad option.\n" +
+            "Socket activation: the sockets systemd passes (LISTEN_FDS) are served instead of --port, --tls-port and --unix;\n" +
+            "one named 'tls' in LISTEN_FDNAMES serves TLS with --tls-cert.")
         {
             HelpName = Name, // not the executable's name less its "extension" (TinyServer)
         };

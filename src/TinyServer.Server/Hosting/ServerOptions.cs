@@ -124,7 +124,8 @@ public sealed record ServerOptions
     /// <summary>
     /// Listening sockets passed by socket activation (LISTEN_FDS, <see cref="SocketActivation"/>). When there are any,
     /// the server serves them instead of binding <see cref="Port"/>, <see cref="TlsPort"/> and <see cref="UnixSocketPath"/>
-    /// on <see cref="Bind"/>; a socket named <c>tls</c> serves TLS with <see cref="TlsCertificate"/>.
+    /// on <see cref="Bind"/>; a socket named <c>tls</c> serves TLS with <see cref="TlsCertificate"/>. The server closes
+    /// its descriptors when it stops (close(2) only: the sockets stay open wherever else they are).
     /// </summary>
     public IReadOnlyList<InheritedSocket> InheritedSockets { get; init; } = [];
 
