@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs with apt-get (through sudo when not root) the real peers the tests drive, those that are missing:
-# netcat-openbsd, socat, telnet, expect, openssl, haproxy; systemd for systemd-analyze. Or the packages named.
+# netcat-openbsd, socat, telnet, expect, openssl, haproxy; systemd for systemd-analyze and systemd-socket-activate;
+# python3 for the socket activation tests' launcher. Or the packages named.
 #   tests/install-peers.sh [PACKAGE...]
 #
 # Another package manager at work (unattended-upgrades on a fresh machine) is waited for, up to 300 s: apt-get
@@ -10,7 +11,7 @@ set -euo pipefail
 
 # haproxy: the tests run their own haproxy in the foreground on free ports; Debian's packaged service, if it
 # starts at all (policy-rc.d stops it in containers), listens on nothing with the stock configuration.
-packages=(netcat-openbsd socat telnet expect openssl haproxy systemd)
+packages=(netcat-openbsd socat telnet expect openssl haproxy systemd python3)
 [ $# -eq 0 ] || packages=("$@")
 missing=()
 for package in "${packages[@]}"; do
