@@ -105,7 +105,12 @@ public static partial class SocketActivation
         return new Socket(new SafeSocketHandle(descriptor, ownsHandle: false));
     }
 
-    /// <summary>Closes this process's descriptor of an inherited socket: close(2) only, never shutdown(2).</summary>
+    /// <summary>
+    /// Closes this process's descriptor of an inherited socket: close(2) only, never shutdown(2). The runtime's epoll
+    /// registration of the socket lasts until every process has closed it (the runtime never deletes one): a later
+    /// event for it is ignored, or, if the number has been reused meanwhile, is one spurious wake-up that the runtime
+    /// answers by retrying the operation.
+    /// </summary>
     internal static void Close(int descriptor) => CloseDescriptor(descriptor);
 
     /// <summary>getsockopt(SOL_SOCKET) of an int option: 0, or the errno.</summary>

@@ -187,14 +187,18 @@ public static class TinyServerHost
         string Name(ListenOptions listen, bool tls)
         {
             string name = listen.EndPoint is UnixDomainSocketEndPoint unix ? $"unix:{unix}" : $"{listen.EndPoint}";
-            string fd = listeners.Inherited.TryGetValue(listen, out int descriptor) ? $"fd {descriptor}" : "";
-            return (tls, fd.Length > 0) switch
+            var notes = new List<string>(2);
+            if (tls)
             {
-                (true, true) => $"{name} (TLS, {fd})",
-                (true, false) => $"{name} (TLS)",
-                (false, true) => $"{name} ({fd})",
-                _ => name,
-            };
+                notes.Add("TLS");
+            }
+
+            if (listeners.Inherited.TryGetValue(listen, out int descriptor))
+            {
+                notes.Add($"fd {descriptor}");
+            }
+
+            return notes.Count == 0 ? name : $"{name} ({string.Join(", ", notes)})";
         }
 
         return [.. listeners.All.Select(l => Name(l, false)), .. listeners.Tls.Select(l => Name(l, true)), .. listeners.Unix.Select(l => Name(l, false))];
