@@ -19,6 +19,8 @@ namespace TinyServer.Server;
 /// <item>Before the handshake it peeks at the first byte without consuming it. A TLS client's first record is a
 /// handshake (content type 0x16); anything else is plain text (nc, telnet), answered <c>ERROR TLS_REQUIRED</c> in
 /// clear text at once, then closed.</item>
+/// <item>The handshake runs on the thread pool, never on an event thread (<see cref="OffTheLoop"/>): its cryptography
+/// would stall every connection of the loop. The session's reads and writes after it run inline, as plain text's do.</item>
 /// <item>Until the handshake is complete, the handshake timeout (counted from the accept) and shutdown close the
 /// connection at once: it holds no request, so nothing is lost, and shutdown does not wait for it.</item>
 /// <item>After the handler, the close_notify alert. A TLS 1.2 client that asked to renegotiate (refused by
@@ -98,6 +100,13 @@ public sealed class TlsGate
 
         connection.Features.Set(pending);
         pending.AbortOnEnd(connection);
+        var handshake = new OffTheLoop(connection.Transport);
+        connection.Transport = handshake;
+        connection.Features.Set(handshake);
+
+        // The handshake's cryptography (a signature, a key exchange: hundreds of µs) would run on the event thread,
+        // which resumed this peek, stalling every connection of the loop: from here on it runs on the thread pool.
+        await Task.Yield();
         await next(connection);
         if (!pending.Completed)
         {
@@ -109,6 +118,7 @@ public sealed class TlsGate
     private async Task OnHandshakeCompleteAsync(ConnectionContext connection, ConnectionDelegate next)
     {
         connection.Features.Get<PendingHandshake>()?.Complete();
+        connection.Features.Get<OffTheLoop>()?.HandshakeDone();
         var session = new WatchedSession(connection.Transport);
         connection.Transport = session;
         await next(connection);
@@ -322,6 +332,47 @@ public sealed class TlsGate
                 ReadFailure = e;
                 throw;
             }
+        }
+    }
+
+    /// <summary>
+    /// The connection's own pipes as SslStream reads them. Until the handshake completes, a read that waits resumes on
+    /// the thread pool, not on the event thread that completes it, so that no part of the handshake runs on an event
+    /// loop. After that, reads pass straight through: the session's records are decrypted inline, on the event thread.
+    /// </summary>
+    private sealed class OffTheLoop(IDuplexPipe transport) : PipeReader, IDuplexPipe
+    {
+        private readonly PipeReader _input = transport.Input;
+        private volatile bool _handshaking = true;
+
+        public PipeReader Input => this;
+
+        public PipeWriter Output { get; } = transport.Output;
+
+        /// <summary>The handshake is done: reads resume where they complete from now on.</summary>
+        public void HandshakeDone() => _handshaking = false;
+
+        public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+        {
+            ValueTask<ReadResult> read = _input.ReadAsync(cancellationToken);
+            return _handshaking && !read.IsCompleted ? ResumeOnThreadPoolAsync(read) : read;
+        }
+
+        public override bool TryRead(out ReadResult result) => _input.TryRead(out result);
+
+        public override void AdvanceTo(SequencePosition consumed) => _input.AdvanceTo(consumed);
+
+        public override void AdvanceTo(SequencePosition consumed, SequencePosition examined) => _input.AdvanceTo(consumed, examined);
+
+        public override void CancelPendingRead() => _input.CancelPendingRead();
+
+        public override void Complete(Exception? exception = null) => _input.Complete(exception);
+
+        private static async ValueTask<ReadResult> ResumeOnThreadPoolAsync(ValueTask<ReadResult> read)
+        {
+            ReadResult result = await read.ConfigureAwait(false);
+            await Task.Yield(); // No synchronization context here: the rest of the handshake is queued to the thread pool.
+            return result;
         }
     }
 

@@ -1,0 +1,189 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using TinyServer.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace TinyServer.Tests.Endpoints;
+
+/// <summary>
+/// TLS handshakes run off the event thread (issue 12): a storm of full handshakes on the TLS port does not stall the
+/// plain-text connections that share the event loop. One event thread, so that every connection shares it; the
+/// plain-text load is the repository's load generator at a fixed rate (latency from each request's intended send
+/// time), measured quiet and then during the storm in the same test.
+/// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
+[Collection(nameof(Alone))] // A load run whose p99 is the result: it needs the machine to itself.
+[Trait("Tier", "load")]
+public sealed partial class TlsHandshakeStormTests(ITestOutputHelper output)
+{
+    /// <summary>New TLS connections a second during the storm, each a full handshake, its banner, then a close.</summary>
+    private const int HandshakesPerSecond = 200;
+
+    /// <summary>The storm starts this many handshakes at once, every 1/<see cref="BurstsPerSecond"/> s.</summary>
+    private const int BurstsPerSecond = 10;
+
+    /// <summary>Quiet and stormy measurements, alternating: this many of each.</summary>
+    private const int Phases = 3;
+
+    private static readonly TimeSpan Measurement = TimeSpan.FromSeconds(3);
+
+    [Theory]
+    [InlineData("epoll")]
+    [InlineData("sockets")]
+    public async Task A_storm_of_200_handshakes_a_second_keeps_the_plain_text_p99_within_twice_the_quiet_p99(string transport)
+    {
+        TestCertificate certificate = TestCertificate.Instance;
+        await using ServerProcess server = await ServerProcess.StartAsync(
+            ["--port", "0", "--bind", "127.0.0.1", "--transport", transport, "--io-threads", "1",
+             "--tls-port", "0", "--tls-cert", certificate.CertificatePem, "--tls-key", certificate.KeyPem]);
+        string tlsLine = await server.WaitForLineAsync(" (TLS)");
+        var tls = new IPEndPoint(IPAddress.Loopback, int.Parse(TlsPort().Match(tlsLine).Groups[1].Value, CultureInfo.InvariantCulture));
+
+        // Warm both paths (the JIT, the pools). Then quiet and stormy phases alternate, so that whatever else the
+        // machine does weighs on both alike; the medians are compared.
+        await StormAsync(tls, TimeSpan.FromSeconds(1), CancellationToken.None);
+        string eventThread = transport == "epoll" ? "TinyServer epol" : ".NET Sockets"; // Names as /proc shows them.
+        var quiet = new List<double>();
+        var stormy = new List<double>();
+        var cpu = new Cpu(server.Id, eventThread);
+        int handshakes = 0;
+        TimeSpan stormTime = TimeSpan.Zero;
+        for (int phase = 0; phase < Phases; phase++)
+        {
+            quiet.Add(await cpu.MeasureAsync(stormy: false, () => PlainP99Async(server.EndPoint)));
+            using var stop = new CancellationTokenSource();
+            Task<(int Handshakes, TimeSpan Elapsed)> storm = StormAsync(tls, Timeouts.Read, stop.Token);
+            try
+            {
+                stormy.Add(await cpu.MeasureAsync(stormy: true, () => PlainP99Async(server.EndPoint)));
+            }
+            finally
+            {
+                await stop.CancelAsync();
+            }
+
+            (int count, TimeSpan elapsed) = await storm.WaitAsync(Timeouts.Read);
+            handshakes += count;
+            stormTime += elapsed;
+        }
+
+        double rate = handshakes / stormTime.TotalSeconds;
+        (double process, double onEventThread) = cpu.StormCost(handshakes);
+        string figures = $"plain-text p99 quiet {string.Join(", ", quiet.Select(p => $"{p:F0}"))} us; during the storm "
+            + $"{string.Join(", ", stormy.Select(p => $"{p:F0}"))} us; {handshakes} handshakes in {stormTime.TotalSeconds:F1} s ({rate:F0}/s); "
+            + $"the storm cost the server {process:F0} us of CPU a handshake, {onEventThread:F0} us of it on the event thread";
+        output.WriteLine(figures);
+        Assert.True(rate >= HandshakesPerSecond * 0.75, $"the storm fell short: {figures}");
+
+        // What the storm added to the event thread's CPU time, against what it added to the whole server's: a
+        // handshake on the event thread puts nearly all of its cost there. Not timing: this holds on a busy machine.
+        Assert.True(onEventThread < process / 4, $"the handshakes ran on the event thread: {figures}");
+        Assert.True(Median(stormy) <= 2 * Median(quiet), $"the handshakes stalled the event loop: {figures}");
+    }
+
+    /// <summary>The server's CPU time (all threads, and its event thread) in quiet and in stormy phases.</summary>
+    private sealed class Cpu(int process, string eventThread)
+    {
+        private readonly double[] _process = new double[2];
+        private readonly double[] _eventThread = new double[2];
+
+        public async Task<double> MeasureAsync(bool stormy, Func<Task<double>> phase)
+        {
+            (double process, double thread) before = Read();
+            double result = await phase();
+            (double process, double thread) after = Read();
+            _process[stormy ? 1 : 0] += after.process - before.process;
+            _eventThread[stormy ? 1 : 0] += after.thread - before.thread;
+            return result;
+        }
+
+        /// <summary>Microseconds of CPU a handshake: stormy phases less quiet ones (the same plain-text load in both).</summary>
+        public (double Process, double EventThread) StormCost(int handshakes) =>
+            ((_process[1] - _process[0]) * 1e6 / handshakes, (_eventThread[1] - _eventThread[0]) * 1e6 / handshakes);
+
+        private (double Process, double Thread) Read()
+        {
+            string thread = Directory.GetDirectories($"/proc/{process}/task")
+                .Single(task => File.ReadAllText(Path.Combine(task, "comm")).TrimEnd('\n') == eventThread);
+            return (Seconds($"/proc/{process}/stat"), Seconds(Path.Combine(thread, "stat")));
+        }
+
+        /// <summary>utime + stime of a /proc stat file, in seconds (clock ticks of 1/100 s).</summary>
+        private static double Seconds(string stat)
+        {
+            string[] fields = File.ReadAllText(stat).Split(')')[^1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
+        }
+    }
+
+    private static double Median(List<double> values) => values.Order().ElementAt(values.Count / 2);
+
+    /// <summary>The p99 (µs) of 50 plain-text connections at 2000 requests/s, from the load generator.</summary>
+    private static async Task<double> PlainP99Async(IPEndPoint server)
+    {
+        ProcessResult load = await ProcessRunner.RunAsync(BuiltPrograms.Dotnet,
+            [BuiltPrograms.LoadGenDll, "--port", server.Port.ToString(CultureInfo.InvariantCulture), "-c", "50", "--rate", "2000",
+             "--warmup", "1", "-d", Measurement.TotalSeconds.ToString(CultureInfo.InvariantCulture), "--reply-timeout", "5", "--json"]);
+        Assert.Equal(0, load.ExitCode);
+        using JsonDocument result = JsonDocument.Parse(load.StandardOutput);
+        Assert.Equal(0, result.RootElement.GetProperty("errors").GetInt64());
+        return result.RootElement.GetProperty("p99_us").GetDouble();
+    }
+
+    /// <summary>
+    /// Full TLS 1.3 handshakes (no resumption), <see cref="HandshakesPerSecond"/> a second in bursts, until
+    /// <paramref name="length"/> passes or <paramref name="stop"/> is canceled; each reads the banner, then closes.
+    /// </summary>
+    private static async Task<(int Handshakes, TimeSpan Elapsed)> StormAsync(IPEndPoint tls, TimeSpan length, CancellationToken stop)
+    {
+        int burst = HandshakesPerSecond / BurstsPerSecond;
+        var clock = Stopwatch.StartNew();
+        int handshakes = 0;
+        for (int tick = 1; clock.Elapsed < length && !stop.IsCancellationRequested; tick++)
+        {
+            await Task.WhenAll(Enumerable.Range(0, burst).Select(_ => HandshakeAsync(tls))).WaitAsync(Timeouts.Read);
+            handshakes += burst;
+            TimeSpan wait = TimeSpan.FromSeconds((double)tick / BurstsPerSecond) - clock.Elapsed;
+            if (wait > TimeSpan.Zero)
+            {
+                try
+                {
+                    await Task.Delay(wait, stop);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+            }
+        }
+
+        return (handshakes, clock.Elapsed);
+    }
+
+    private static async Task HandshakeAsync(IPEndPoint tls)
+    {
+        using var socket = new Socket(tls.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(tls).WaitAsync(Timeouts.Read);
+        await using var stream = new SslStream(new NetworkStream(socket, ownsSocket: false));
+        await stream.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+        {
+            TargetHost = "localhost",
+            EnabledSslProtocols = SslProtocols.Tls13,
+            AllowTlsResume = false, // A full handshake every time.
+            RemoteCertificateValidationCallback = static (_, certificate, _, _) =>
+                certificate is not null && certificate.GetCertHashString() == TestCertificate.Instance.Certificate.GetCertHashString(),
+        }).WaitAsync(Timeouts.Read);
+        byte[] banner = new byte[64];
+        int read = await stream.ReadAsync(banner).AsTask().WaitAsync(Timeouts.Read);
+        Assert.True(read > 0, "no banner after the handshake");
+    }
+
+    [GeneratedRegex(@"Listening on 127\.0\.0\.1:(\d+) \(TLS\)$")]
+    private static partial Regex TlsPort();
+}
