@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using System.Runtime.CompilerServices;
 using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -119,10 +118,17 @@ public sealed class TlsGate
     {
         connection.Features.Get<PendingHandshake>()?.Complete();
         connection.Features.Get<OffTheLoop>()?.HandshakeDone();
-        var session = new WatchedSession(connection.Transport);
+        var session = new TlsSession(connection.Features.Get<ISslStreamFeature>()!.SslStream);
         connection.Transport = session;
-        await next(connection);
-        await CloseNotifyAsync(connection, session.ReadFailure);
+        try
+        {
+            await next(connection);
+            await CloseNotifyAsync(connection, session.ReadFailure);
+        }
+        finally
+        {
+            session.Complete();
+        }
     }
 
     /// <summary>Waits for the first byte, consuming nothing: SslStream then reads the same bytes at once.</summary>
@@ -268,70 +274,6 @@ public sealed class TlsGate
         if (_logger.IsEnabled(LogLevel.Debug))
         {
             Log.TlsClosed(_logger, connection.ConnectionId, connection.RemoteEndPoint, detail);
-        }
-    }
-
-    /// <summary>The TLS session's pipes as the handler sees them; keeps the exception that failed a read.</summary>
-    private sealed class WatchedSession(IDuplexPipe session) : PipeReader, IDuplexPipe
-    {
-        private readonly PipeReader _input = session.Input;
-
-        /// <summary>The IOException a read threw (SslStream's, e.g. a renegotiation refused), if one did.</summary>
-        public IOException? ReadFailure { get; private set; }
-
-        public PipeReader Input => this;
-
-        public PipeWriter Output { get; } = session.Output;
-
-        public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
-        {
-            ValueTask<ReadResult> read;
-            try
-            {
-                read = _input.ReadAsync(cancellationToken);
-            }
-            catch (IOException e)
-            {
-                ReadFailure = e;
-                throw;
-            }
-
-            return read.IsCompletedSuccessfully ? read : WatchAsync(read);
-        }
-
-        public override bool TryRead(out ReadResult result)
-        {
-            try
-            {
-                return _input.TryRead(out result);
-            }
-            catch (IOException e)
-            {
-                ReadFailure = e;
-                throw;
-            }
-        }
-
-        public override void AdvanceTo(SequencePosition consumed) => _input.AdvanceTo(consumed);
-
-        public override void AdvanceTo(SequencePosition consumed, SequencePosition examined) => _input.AdvanceTo(consumed, examined);
-
-        public override void CancelPendingRead() => _input.CancelPendingRead();
-
-        public override void Complete(Exception? exception = null) => _input.Complete(exception);
-
-        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-        private async ValueTask<ReadResult> WatchAsync(ValueTask<ReadResult> read)
-        {
-            try
-            {
-                return await read.ConfigureAwait(false);
-            }
-            catch (IOException e)
-            {
-                ReadFailure = e;
-                throw;
-            }
         }
     }
 
