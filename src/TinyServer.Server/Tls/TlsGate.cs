@@ -123,6 +123,9 @@ public sealed class TlsGate
         try
         {
             await next(connection);
+
+            // The close is TLS work too (the alert, then OpenSSL's session freed as Kestrel unwinds): off the event thread.
+            await Task.Yield();
             await CloseNotifyAsync(connection, session.ReadFailure);
         }
         finally
