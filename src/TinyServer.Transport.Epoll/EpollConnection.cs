@@ -16,7 +16,7 @@ namespace TinyServer.Transport.Epoll;
 /// holds none. Backpressure is the socket's: nothing is received while <see cref="EpollTransportOptions.MaxReadBuffer"/> bytes
 /// wait to be consumed, and a flush completes only when the kernel has taken every byte.
 /// </summary>
-internal sealed partial class EpollConnection : ConnectionContext, IDuplexPipe, IConnectionSocketFeature
+internal sealed partial class EpollConnection : ConnectionContext, IDuplexPipe, IConnectionSocketFeature, IFeatureCollection
 {
     private const int BlockSize = 4096;
 
@@ -32,6 +32,7 @@ internal sealed partial class EpollConnection : ConnectionContext, IDuplexPipe, 
     private IDictionary<object, object?>? _items;
     private bool _closed;
     private CancellationTokenSource? _closedSource;
+    private FeatureSlots _features;
 
     public EpollConnection(Socket socket, int maxReadBuffer)
     {
@@ -39,7 +40,7 @@ internal sealed partial class EpollConnection : ConnectionContext, IDuplexPipe, 
         RemoteEndPoint = socket.RemoteEndPoint;
         _reader = new SocketReader(this, maxReadBuffer);
         _writer = new SocketWriter(this);
-        Features.Set<IConnectionSocketFeature>(this); // As Kestrel's socket transport: the idle timeout reads the send queue.
+        _features.Set(typeof(IConnectionSocketFeature), this); // As Kestrel's socket transport: the idle timeout reads the send queue.
     }
 
     public Socket Socket { get; }
@@ -65,7 +66,8 @@ internal sealed partial class EpollConnection : ConnectionContext, IDuplexPipe, 
         set => _connectionId = value;
     }
 
-    public override IFeatureCollection Features { get; } = new FeatureCollection(4);
+    /// <summary>The connection itself: its features are kept in <see cref="FeatureSlots"/>, not in a dictionary.</summary>
+    public override IFeatureCollection Features => this;
 
     public override IDictionary<object, object?> Items
     {

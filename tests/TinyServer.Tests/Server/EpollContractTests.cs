@@ -6,6 +6,8 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using TinyServer.Server;
@@ -104,6 +106,57 @@ public class EpollContractTests
         await WhenCanceledAsync(closed);
         Assert.True(connection.ConnectionClosed.IsCancellationRequested); // Asked for after the close: already fired.
         Assert.Equal(0, await peer.ReceiveAsync(new byte[16], SocketFlags.None).WaitAsync(Timeouts.Read));
+    }
+
+    [Fact]
+    public async Task The_connection_keeps_its_features_as_a_FeatureCollection_does()
+    {
+        await using var transport = await Transport.StartAsync(new EpollTransportOptions { IoThreads = 1 });
+        (Socket peer, ConnectionContext connection) = await transport.ConnectAsync();
+        using Socket _ = peer;
+        IFeatureCollection features = connection.Features;
+        var expected = new FeatureCollection();
+        expected[typeof(IConnectionSocketFeature)] = connection; // The transport's own feature, as Kestrel's sockets set it.
+        Assert.Same(connection, features.Get<IConnectionSocketFeature>());
+
+        // More features than the connection keeps in place (Kestrel's, TLS's), replaced and removed in every position.
+        Type[] keys = [typeof(IConnectionHeartbeatFeature), typeof(IConnectionCompleteFeature), typeof(IConnectionLifetimeNotificationFeature),
+            typeof(IConnectionIdFeature), typeof(IConnectionItemsFeature), typeof(IConnectionTransportFeature), typeof(IConnectionUserFeature),
+            typeof(IConnectionEndPointFeature), typeof(IStreamDirectionFeature), typeof(string)];
+        var steps = new List<(Type Key, object? Value)>();
+        for (int i = 0; i < keys.Length; i++)
+        {
+            steps.Add((keys[i], $"first {i}"));
+        }
+
+        for (int i = 0; i < keys.Length; i += 2)
+        {
+            steps.Add((keys[i], $"second {i}"));
+            steps.Add((keys[(i + 3) % keys.Length], null));
+        }
+
+        steps.Add((keys[0], null));
+        steps.Add((keys[0], null)); // Removing what is not there changes nothing.
+        steps.Add((typeof(IConnectionSocketFeature), null));
+        steps.Add((typeof(int), "after the removals"));
+        foreach ((Type key, object? value) in steps)
+        {
+            int revision = features.Revision;
+            int expectedRevision = expected.Revision;
+            features[key] = value;
+            expected[key] = value;
+            Assert.Equal(expected.Revision != expectedRevision, features.Revision != revision); // Changed exactly when FeatureCollection's did.
+            Assert.Same(expected[key], features[key]);
+            Assert.Equal(expected.Select(f => f.Key.FullName).Order(), features.Select(f => f.Key.FullName).Order());
+            foreach ((Type k, object v) in expected)
+            {
+                Assert.Same(v, features[k]);
+            }
+        }
+
+        Assert.False(features.IsReadOnly);
+        Assert.Null(features.Get<IConnectionSocketFeature>());
+        Assert.Equal("after the removals", features[typeof(int)]);
     }
 
     [Fact]
