@@ -54,8 +54,8 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
             Log.ConnectionOpened(logger, connection.ConnectionId, connection.RemoteEndPoint);
         }
 
-        PipeReader input = connection.Transport.Input;
-        PipeWriter output = connection.Transport.Output;
+        // What lives across the awaits below is kept in the state machine of every connection, idle ones included:
+        // the pipes are fetched from the connection when needed, and the answering of a read is a method of its own.
         using var session = new ServerSession(time, options.MaxLineLength);
         var watch = new Watch(connection, TimeSpan.FromSeconds(options.IdleTimeoutSeconds), time);
         connection.Features.Get<IConnectionHeartbeatFeature>()?.OnHeartbeat(static state => ((Watch)state).OnHeartbeat(), watch);
@@ -63,49 +63,30 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
             .ConnectionClosedRequested.Register(static state => ((Watch)state!).OnShutdown(), watch) ?? default;
         string reason = "";
         bool graceful = false;
-        var published = default(ServerMetrics.Published);
         try
         {
-            ReplyWriter.WriteBanner(output);
+            ReplyWriter.WriteBanner(connection.Transport.Output);
             metrics.BannerSent();
-            bool open = !(await output.FlushAsync()).IsCompleted;
+            bool open = !(await connection.Transport.Output.FlushAsync()).IsCompleted;
             while (open)
             {
-                ReadResult result = await input.ReadAsync();
+                ReadResult result = await connection.Transport.Input.ReadAsync();
                 long started = metrics.BatchStarted();
-                ReadOnlySequence<byte> buffer = result.Buffer;
                 long answered = session.Requests;
-                SessionStatus status = SessionStatus.Closed;
-                SequencePosition consumed = buffer.Start;
-                try
+                SessionStatus status = Answer(session, watch, result, ref reason);
+                if (session.Requests == answered)
                 {
-                    status = session.Process(buffer, result.IsCompleted, output, options.MaxWriteBuffer, out consumed);
-                }
-                finally
-                {
-                    // OutputFull: lines are waiting in the buffer, so the next read must not wait for new bytes.
-                    input.AdvanceTo(consumed, status == SessionStatus.OutputFull ? consumed : buffer.End);
+                    started = 0; // No request answered: no batch duration to record.
                 }
 
-                if (session.Requests != answered)
-                {
-                    watch.Progress();
-                }
-
-                if (status != SessionStatus.Closed && result.IsCanceled && watch.Ending is { } ending)
-                {
-                    ReplyWriter.WriteError(output, ending);
-                    metrics.ErrorSent(ending);
-                    status = SessionStatus.Closed;
-                    reason = ending == ErrorCode.ShuttingDown ? "shutting down" : "idle timeout";
-                }
-
+                bool peerDone = result.IsCompleted;
                 watch.Flushing = true;
-                ValueTask<FlushResult> flushing = output.FlushAsync();
+                ValueTask<FlushResult> flushing = connection.Transport.Output.FlushAsync();
                 bool waited = !flushing.IsCompleted;
-                FlushResult flushed = await flushing;
+                bool flushedAll = !(await flushing).IsCompleted;
                 watch.Flushing = false;
-                metrics.OnBatch(session, ref published, started);
+                metrics.BatchFlushed(started);
+
                 if (waited)
                 {
                     if (watch.Cut)
@@ -117,11 +98,11 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
                     watch.Progress(); // The peer read: the transport could take our replies.
                 }
 
-                open = status != SessionStatus.Closed && !flushed.IsCompleted;
-                graceful = status == SessionStatus.Closed && !flushed.IsCompleted; // Our last line reached the transport.
-                if (graceful && !result.IsCompleted)
+                open = status != SessionStatus.Closed && flushedAll;
+                graceful = status == SessionStatus.Closed && flushedAll; // Our last line reached the transport.
+                if (graceful && !peerDone)
                 {
-                    await LingerAsync(input);
+                    await LingerAsync(connection.Transport.Input);
                 }
             }
         }
@@ -133,7 +114,6 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         finally
         {
             watch.Stop();
-            metrics.OnBatch(session, ref published, 0); // Before leaving: once a connection is gone, its counts are in.
             tracker.Leave(address);
             if (watch.Ending == ErrorCode.ShuttingDown)
             {
@@ -152,6 +132,48 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
                 Log.ConnectionClosed(logger, connection.ConnectionId, connection.RemoteEndPoint, session.CloseReason == CloseReason.None ? reason : session.CloseReason.ToString(), session.Requests);
             }
         }
+    }
+
+    /// <summary>
+    /// Answers the complete lines of one read into the output (not flushed), tells the input how far they were
+    /// consumed, and publishes what the session counted, so that a connection's counts are in as soon as its replies
+    /// are written. When the idle timeout or shutdown canceled the read, the goodbye is written instead and
+    /// <paramref name="reason"/> says why.
+    /// </summary>
+    private SessionStatus Answer(ServerSession session, Watch watch, in ReadResult result, ref string reason)
+    {
+        PipeReader input = watch.Connection.Transport.Input;
+        PipeWriter output = watch.Connection.Transport.Output;
+        ReadOnlySequence<byte> buffer = result.Buffer;
+        var published = ServerMetrics.Published.Of(session);
+        long answered = session.Requests;
+        SessionStatus status = SessionStatus.Closed;
+        SequencePosition consumed = buffer.Start;
+        try
+        {
+            status = session.Process(buffer, result.IsCompleted, output, options.MaxWriteBuffer, out consumed);
+        }
+        finally
+        {
+            // OutputFull: lines are waiting in the buffer, so the next read must not wait for new bytes.
+            input.AdvanceTo(consumed, status == SessionStatus.OutputFull ? consumed : buffer.End);
+            metrics.OnBatch(session, ref published, 0);
+        }
+
+        if (session.Requests != answered)
+        {
+            watch.Progress();
+        }
+
+        if (status != SessionStatus.Closed && result.IsCanceled && watch.Ending is { } ending)
+        {
+            ReplyWriter.WriteError(output, ending);
+            metrics.ErrorSent(ending);
+            status = SessionStatus.Closed;
+            reason = ending == ErrorCode.ShuttingDown ? "shutting down" : "idle timeout";
+        }
+
+        return status;
     }
 
     /// <summary>
@@ -205,6 +227,8 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
     /// </summary>
     private sealed class Watch(ConnectionContext connection, TimeSpan idleTimeout, TimeProvider time)
     {
+        public ConnectionContext Connection => connection;
+
         private long _lastProgress = time.GetTimestamp();
         private int _queued; // The send queue at the last look; heartbeat thread only.
         private volatile int _ending = -1;

@@ -129,9 +129,11 @@ public sealed class ServerMetrics
     public long BatchStarted() => _batchDuration.Enabled ? Stopwatch.GetTimestamp() : 0;
 
     /// <summary>
-    /// Publishes what <paramref name="session"/> counted since the last call (<paramref name="published"/> remembers
-    /// it), and records the batch duration when <paramref name="started"/> is not 0 and the batch answered a request.
-    /// Call once per read, after the flush, and once more when the connection ends. Allocates nothing.
+    /// Publishes what <paramref name="session"/> counted since <paramref name="published"/> was taken (it is updated),
+    /// and records the batch duration when <paramref name="started"/> is not 0 and the batch answered a request.
+    /// Allocates nothing. The connection handler takes <see cref="Published.Of"/> before each read's lines and publishes
+    /// right after them (with 0: it records the duration after the flush, <see cref="BatchFlushed"/>), so that a
+    /// connection keeps no copy of its counts while it waits.
     /// </summary>
     public void OnBatch(ServerSession session, ref Published published, long started)
     {
@@ -171,6 +173,18 @@ public sealed class ServerMetrics
         {
             Interlocked.Add(ref Stripe(BytesOutSlot), session.BytesOut - published.BytesOut);
             published.BytesOut = session.BytesOut;
+        }
+    }
+
+    /// <summary>
+    /// Records the batch duration once a read's replies are flushed: <paramref name="started"/> from
+    /// <see cref="BatchStarted"/>, or 0 (nothing recorded) when the read answered no request.
+    /// </summary>
+    public void BatchFlushed(long started)
+    {
+        if (started != 0)
+        {
+            _batchDuration.Record(Stopwatch.GetElapsedTime(started).TotalMicroseconds);
         }
     }
 
@@ -230,9 +244,27 @@ public sealed class ServerMetrics
 
     private static Measurement<long> Rejection(string reason, long count) => new(count, new KeyValuePair<string, object?>("reason", reason));
 
-    /// <summary>What one connection's session had counted when it was last published. One per connection, owned by its handler.</summary>
+    /// <summary>What a session had counted when it was last published.</summary>
     public struct Published
     {
+        /// <summary>What <paramref name="session"/> has counted so far.</summary>
+        public static Published Of(ServerSession session)
+        {
+            var counts = new Published
+            {
+                Requests = session.Requests,
+                LinesTooLong = session.LinesTooLong,
+                BytesIn = session.BytesIn,
+                BytesOut = session.BytesOut,
+            };
+            for (int c = 0; c < CommandKinds; c++)
+            {
+                counts.Commands[c] = session.Answered((Command)c);
+            }
+
+            return counts;
+        }
+
         internal long Requests;
         internal long LinesTooLong;
         internal long BytesIn;
