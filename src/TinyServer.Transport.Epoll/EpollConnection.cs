@@ -49,6 +49,9 @@ internal sealed partial class EpollConnection : ConnectionContext, IDuplexPipe, 
 
     public EpollLoops.Loop? Loop { get; set; }
 
+    /// <summary>This connection's place in its loop's table; set by the loop.</summary>
+    public int Slot { get; set; }
+
     public PipeReader Input => _reader;
 
     public PipeWriter Output => _writer;

@@ -109,6 +109,57 @@ public class EpollContractTests
     }
 
     [Fact]
+    public async Task Events_reach_their_own_connection_after_the_loop_table_grew_and_reused_slots()
+    {
+        // One loop: 150 connections outgrow its table's first 64 slots, every other one closes (its slot is free,
+        // and events may still be queued for it), and 50 new ones take those slots.
+        await using var transport = await Transport.StartAsync(new EpollTransportOptions { IoThreads = 1 });
+        var open = new List<(Socket Peer, ConnectionContext Connection)>();
+        var closed = new List<Socket>();
+        for (int i = 0; i < 150; i++)
+        {
+            open.Add(await transport.ConnectAsync());
+        }
+
+        for (int i = open.Count - 1; i >= 0; i -= 2)
+        {
+            (Socket peer, ConnectionContext connection) = open[i];
+            await peer.SendAsync("unread\n"u8.ToArray(), SocketFlags.None).WaitAsync(Timeouts.Read); // An event queued for it.
+            connection.Abort(new ConnectionAbortedException("closed by the test"));
+            closed.Add(peer);
+            open.RemoveAt(i);
+        }
+
+        for (int i = 0; i < 50; i++)
+        {
+            open.Add(await transport.ConnectAsync());
+        }
+
+        try
+        {
+            // Every connection still open gets its own bytes back, and only those.
+            for (int i = 0; i < open.Count; i++)
+            {
+                (Socket peer, ConnectionContext connection) = open[i];
+                Task echo = EchoOnceAsync(connection);
+                string line = $"connection {i}\n";
+                await peer.SendAsync(Encoding.ASCII.GetBytes(line), SocketFlags.None).WaitAsync(Timeouts.Read);
+                Assert.Equal(line, await ReceiveAsync(peer, line.Length));
+                await echo.WaitAsync(Timeouts.Read);
+            }
+
+            Assert.Equal(open.Count, transport.Factory.Open);
+        }
+        finally
+        {
+            foreach (Socket peer in closed.Concat(open.Select(o => o.Peer)))
+            {
+                peer.Dispose();
+            }
+        }
+    }
+
+    [Fact]
     public async Task The_connection_keeps_its_features_as_a_FeatureCollection_does()
     {
         await using var transport = await Transport.StartAsync(new EpollTransportOptions { IoThreads = 1 });
