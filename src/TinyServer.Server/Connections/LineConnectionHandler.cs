@@ -55,10 +55,15 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         }
 
         // What lives across the awaits below is kept in the state machine of every connection, idle ones included:
-        // the pipes are fetched from the connection when needed, and the answering of a read is a method of its own.
-        using var session = new ServerSession(time, options.MaxLineLength);
+        // the pipes are fetched from the connection when needed, the answering of a read is a method of its own, and
+        // the session (the line decoder, the counts) is made when the first bytes arrive.
+        ServerSession? session = null;
         var watch = new Watch(connection, TimeSpan.FromSeconds(options.IdleTimeoutSeconds), time);
-        connection.Features.Get<IConnectionHeartbeatFeature>()?.OnHeartbeat(static state => ((Watch)state).OnHeartbeat(), watch);
+        if (options.IdleTimeoutSeconds > 0)
+        {
+            connection.Features.Get<IConnectionHeartbeatFeature>()?.OnHeartbeat(static state => ((Watch)state).OnHeartbeat(), watch);
+        }
+
         using CancellationTokenRegistration onShutdown = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?
             .ConnectionClosedRequested.Register(static state => ((Watch)state!).OnShutdown(), watch) ?? default;
         string reason = "";
@@ -72,9 +77,14 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
             {
                 ReadResult result = await connection.Transport.Input.ReadAsync();
                 long started = metrics.BatchStarted();
-                long answered = session.Requests;
+                if (session is null && (!result.Buffer.IsEmpty || result.IsCompleted))
+                {
+                    session = new ServerSession(time, options.MaxLineLength);
+                }
+
+                long answered = session?.Requests ?? 0;
                 SessionStatus status = Answer(session, watch, result, ref reason);
-                if (session.Requests == answered)
+                if ((session?.Requests ?? 0) == answered)
                 {
                     started = 0; // No request answered: no batch duration to record.
                 }
@@ -114,6 +124,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         finally
         {
             watch.Stop();
+            session?.Dispose();
             tracker.Leave(address);
             if (watch.Ending == ErrorCode.ShuttingDown)
             {
@@ -129,7 +140,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
 
             if (logging)
             {
-                Log.ConnectionClosed(logger, connection.ConnectionId, connection.RemoteEndPoint, session.CloseReason == CloseReason.None ? reason : session.CloseReason.ToString(), session.Requests);
+                Log.ConnectionClosed(logger, connection.ConnectionId, connection.RemoteEndPoint, session?.CloseReason is null or CloseReason.None ? reason : session.CloseReason.ToString(), session?.Requests ?? 0);
             }
         }
     }
@@ -140,29 +151,37 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
     /// are written. When the idle timeout or shutdown canceled the read, the goodbye is written instead and
     /// <paramref name="reason"/> says why.
     /// </summary>
-    private SessionStatus Answer(ServerSession session, Watch watch, in ReadResult result, ref string reason)
+    private SessionStatus Answer(ServerSession? session, Watch watch, in ReadResult result, ref string reason)
     {
         PipeReader input = watch.Connection.Transport.Input;
         PipeWriter output = watch.Connection.Transport.Output;
         ReadOnlySequence<byte> buffer = result.Buffer;
-        var published = ServerMetrics.Published.Of(session);
-        long answered = session.Requests;
-        SessionStatus status = SessionStatus.Closed;
-        SequencePosition consumed = buffer.Start;
-        try
+        SessionStatus status = SessionStatus.NeedMoreInput;
+        if (session is null)
         {
-            status = session.Process(buffer, result.IsCompleted, output, options.MaxWriteBuffer, out consumed);
+            input.AdvanceTo(buffer.End); // Nothing has arrived yet: a read canceled by the idle timeout or shutdown.
         }
-        finally
+        else
         {
-            // OutputFull: lines are waiting in the buffer, so the next read must not wait for new bytes.
-            input.AdvanceTo(consumed, status == SessionStatus.OutputFull ? consumed : buffer.End);
-            metrics.OnBatch(session, ref published, 0);
-        }
+            var published = ServerMetrics.Published.Of(session);
+            long answered = session.Requests;
+            status = SessionStatus.Closed;
+            SequencePosition consumed = buffer.Start;
+            try
+            {
+                status = session.Process(buffer, result.IsCompleted, output, options.MaxWriteBuffer, out consumed);
+            }
+            finally
+            {
+                // OutputFull: lines are waiting in the buffer, so the next read must not wait for new bytes.
+                input.AdvanceTo(consumed, status == SessionStatus.OutputFull ? consumed : buffer.End);
+                metrics.OnBatch(session, ref published, 0);
+            }
 
-        if (session.Requests != answered)
-        {
-            watch.Progress();
+            if (session.Requests != answered)
+            {
+                watch.Progress();
+            }
         }
 
         if (status != SessionStatus.Closed && result.IsCanceled && watch.Ending is { } ending)
