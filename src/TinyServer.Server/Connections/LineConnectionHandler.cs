@@ -10,7 +10,7 @@ namespace TinyServer.Server;
 /// <summary>
 /// One TinyServer connection on Kestrel: the banner, then the canonical pipe loop. Every complete line of a read
 /// is answered into the output pipe, which is flushed once per read. Limits: the connection count, the idle
-/// timeout (on Kestrel's one-second heartbeat, no timer per connection), an output budget per read so that a
+/// timeout (on one heartbeat a second for every connection, <see cref="ConnectionTracker.StartBeating"/>, no timer per connection), an output budget per read so that a
 /// peer that does not read stalls only itself, and a graceful drain on shutdown.
 /// </summary>
 public sealed class LineConnectionHandler(ServerOptions options, TimeProvider time, ConnectionTracker tracker, ServerMetrics metrics, ILogger<LineConnectionHandler> logger) : ConnectionHandler
@@ -59,11 +59,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         // the session (the line decoder, the counts) is made when the first bytes arrive.
         ServerSession? session = null;
         var watch = new Watch(connection, TimeSpan.FromSeconds(options.IdleTimeoutSeconds), time);
-        if (options.IdleTimeoutSeconds > 0)
-        {
-            connection.Features.Get<IConnectionHeartbeatFeature>()?.OnHeartbeat(static state => ((Watch)state).OnHeartbeat(), watch);
-        }
-
+        int beat = options.IdleTimeoutSeconds > 0 ? tracker.StartBeating(watch) : -1;
         using CancellationTokenRegistration onShutdown = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?
             .ConnectionClosedRequested.Register(static state => ((Watch)state!).OnShutdown(), watch) ?? default;
         string reason = "";
@@ -124,6 +120,11 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         finally
         {
             watch.Stop();
+            if (beat >= 0)
+            {
+                tracker.StopBeating(beat);
+            }
+
             session?.Dispose();
             tracker.Leave(address);
             if (watch.Ending == ErrorCode.ShuttingDown)
@@ -235,7 +236,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
     }
 
     /// <summary>
-    /// The connection's clock and end signals, driven from Kestrel's heartbeat and shutdown threads. The clock measures
+    /// The connection's clock and end signals, driven from the tracker's heartbeat and Kestrel's shutdown threads. The clock measures
     /// how long the peer has neither sent a line nor read a reply: it restarts when a line is answered, when a flush
     /// that had to wait for the peer completes, and when a heartbeat sees the kernel's send queue for the connection
     /// move. The last one matters: on loopback the send buffer grows to megabytes and a full socket takes writes again
@@ -244,7 +245,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
     /// Every connection, idle ones included, has one: it keeps only the connection and fetches the pipes and the socket
     /// from it when needed.
     /// </summary>
-    private sealed class Watch(ConnectionContext connection, TimeSpan idleTimeout, TimeProvider time)
+    private sealed class Watch(ConnectionContext connection, TimeSpan idleTimeout, TimeProvider time) : IHeartbeat
     {
         public ConnectionContext Connection => connection;
 
@@ -271,7 +272,7 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
         /// <summary>The peer sent a line or took replies: the clock starts again.</summary>
         public void Progress() => Volatile.Write(ref _lastProgress, time.GetTimestamp());
 
-        /// <summary>The handler is done: heartbeats until Kestrel lets go of the connection do nothing.</summary>
+        /// <summary>The handler is done: a heartbeat still under way does nothing.</summary>
         public void Stop() => _stopped = true;
 
         public void OnHeartbeat()

@@ -19,6 +19,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 11, Level = LogLevel.Debug, Message = "Connection {ConnectionId} from {Remote} closed: {Reason}, {Requests} requests")]
     public static partial void ConnectionClosed(ILogger logger, string connectionId, EndPoint? remote, string reason, long requests);
 
+    [LoggerMessage(EventId = 15, Level = LogLevel.Error, Message = "A connection's heartbeat failed; the other connections are beaten on")]
+    public static partial void HeartbeatFailed(ILogger logger, Exception exception);
+
     [LoggerMessage(EventId = 14, Level = LogLevel.Debug, Message = "Connection {ConnectionId} from {Remote} rejected: {Reason}")]
     public static partial void ConnectionRejected(ILogger logger, string connectionId, EndPoint? remote, string reason);
 

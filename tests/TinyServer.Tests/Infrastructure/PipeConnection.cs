@@ -11,17 +11,17 @@ namespace TinyServer.Tests.Infrastructure;
 
 /// <summary>
 /// One connection to <see cref="LineConnectionHandler"/> over in-memory pipes, with the clock (a
-/// <see cref="FakeTimeProvider"/>) and Kestrel's heartbeat in the test's hands. An abort ends the connection's pipes,
+/// <see cref="FakeTimeProvider"/>) and the server's heartbeat in the test's hands. An abort ends the connection's pipes,
 /// as a transport's does, so a waiting flush then completes.
 /// </summary>
 public sealed class PipeConnection : IAsyncDisposable
 {
     private readonly Pipe _toServer;
     private readonly Pipe _fromServer;
-    private readonly List<(Action<object> Action, object State)> _heartbeat = [];
     private readonly CountingReader _input;
     private readonly Connection _connection;
     private readonly ServiceProvider _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+    private ConnectionTracker? _tracker;
 
     /// <param name="toServer">The client-to-server pipe's options (e.g. a pause threshold of 1, so that a send completes only once the server consumed it).</param>
     /// <param name="fromServer">The server-to-client pipe's options (e.g. a small pause threshold, as a socket whose peer does not read).</param>
@@ -31,7 +31,6 @@ public sealed class PipeConnection : IAsyncDisposable
         _fromServer = new Pipe(fromServer ?? new PipeOptions(useSynchronizationContext: false));
         _input = new CountingReader(_toServer.Reader);
         _connection = new Connection(new Duplex(_input, _fromServer.Writer), new Duplex(_fromServer.Reader, _toServer.Writer), () => _fromServer.Reader.Complete());
-        _connection.Features.Set<IConnectionHeartbeatFeature>(new Heartbeat(_heartbeat));
     }
 
     /// <summary>The server's clock: every timeout of the handler reads it, and only <see cref="FakeTimeProvider.Advance"/> moves it.</summary>
@@ -59,14 +58,14 @@ public sealed class PipeConnection : IAsyncDisposable
     /// <summary>Starts the handler on this connection; the task ends when the handler does.</summary>
     public Task Start(ServerOptions options)
     {
-        var tracker = new ConnectionTracker(options);
+        var tracker = _tracker = new ConnectionTracker(options) { BeatEverySecond = false };
         var metrics = new ServerMetrics(_services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), tracker);
         var handler = new LineConnectionHandler(options, Time, tracker, metrics, NullLogger<LineConnectionHandler>.Instance);
         return handler.OnConnectedAsync(_connection);
     }
 
-    /// <summary>Kestrel's one-second heartbeat, beaten by the test.</summary>
-    public void Beat() => _heartbeat.ForEach(handler => handler.Action(handler.State));
+    /// <summary>The server's one-second heartbeat (<see cref="ConnectionTracker.Beat"/>), beaten by the test.</summary>
+    public void Beat() => _tracker?.Beat();
 
     /// <summary>Sends <paramref name="text"/>; the flush's result says whether the server stopped reading.</summary>
     public async Task<FlushResult> SendAsync(string text) => await _toServer.Writer.WriteAsync(Encoding.ASCII.GetBytes(text)).AsTask().WaitAsync(Timeouts.Read);
@@ -135,11 +134,6 @@ public sealed class PipeConnection : IAsyncDisposable
         }
 
         public override void Complete(Exception? exception = null) => reader.Complete(exception);
-    }
-
-    private sealed class Heartbeat(List<(Action<object> Action, object State)> handlers) : IConnectionHeartbeatFeature
-    {
-        public void OnHeartbeat(Action<object> action, object state) => handlers.Add((action, state));
     }
 
     private sealed class Connection(IDuplexPipe transport, IDuplexPipe application, Action onAbort) : DefaultConnectionContext("pipe", transport, application)
