@@ -184,7 +184,11 @@ public sealed class ConnectionTracker(ServerOptions options, ILogger<ConnectionT
             _beats[slot] = heartbeat;
             if (_timer is null && BeatEverySecond && !_disposed)
             {
-                _timer = new Timer(static state => ((ConnectionTracker)state!).Beat(), this, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+                // Not in the first connection's execution context (its log scope): the timer belongs to no connection.
+                using (ExecutionContext.SuppressFlow())
+                {
+                    _timer = new Timer(static state => ((ConnectionTracker)state!).Beat(), this, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+                }
             }
 
             return slot;
