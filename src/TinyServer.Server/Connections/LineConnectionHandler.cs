@@ -10,8 +10,9 @@ namespace TinyServer.Server;
 /// <summary>
 /// One TinyServer connection on Kestrel: the banner, then the canonical pipe loop. Every complete line of a read
 /// is answered into the output pipe, which is flushed once per read. Limits: the connection count, the idle
-/// timeout (on one heartbeat a second for every connection, <see cref="ConnectionTracker.StartBeating"/>, no timer per connection), an output budget per read so that a
-/// peer that does not read stalls only itself, and a graceful drain on shutdown.
+/// timeout (one heartbeat a second for every connection, <see cref="ConnectionTracker.StartBeating"/>, no timer per
+/// connection), an output budget per read so that a peer that does not read stalls only itself, and a graceful drain
+/// on shutdown.
 /// </summary>
 public sealed class LineConnectionHandler(ServerOptions options, TimeProvider time, ConnectionTracker tracker, ServerMetrics metrics, ILogger<LineConnectionHandler> logger) : ConnectionHandler
 {
@@ -236,19 +237,18 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
     }
 
     /// <summary>
-    /// The connection's clock and end signals, driven from the tracker's heartbeat and Kestrel's shutdown threads. The clock measures
-    /// how long the peer has neither sent a line nor read a reply: it restarts when a line is answered, when a flush
-    /// that had to wait for the peer completes, and when a heartbeat sees the kernel's send queue for the connection
-    /// move. The last one matters: on loopback the send buffer grows to megabytes and a full socket takes writes again
-    /// only once about a third of it is free, so a flush can wait for many seconds while the peer reads steadily.
+    /// The connection's clock and end signals, driven from the tracker's heartbeat and Kestrel's shutdown threads. The
+    /// clock measures how long the peer has neither sent a line nor read a reply: it restarts when a line is answered,
+    /// when a flush that had to wait for the peer completes, and when a heartbeat sees the kernel's send queue for the
+    /// connection move. The last one matters: on loopback the send buffer grows to megabytes and a full socket takes
+    /// writes again only once about a third of it is free, so a flush can wait for many seconds while the peer reads
+    /// steadily.
     /// The queue is looked at (one system call) only while a flush waits or the queue held bytes at the last look.
     /// Every connection, idle ones included, has one: it keeps only the connection and fetches the pipes and the socket
     /// from it when needed.
     /// </summary>
     private sealed class Watch(ConnectionContext connection, TimeSpan idleTimeout, TimeProvider time) : IHeartbeat
     {
-        public ConnectionContext Connection => connection;
-
         private long _lastProgress = time.GetTimestamp();
         private int _queued; // The send queue at the last look; heartbeat thread only.
         private volatile int _ending = -1;
@@ -268,6 +268,8 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
 
         /// <summary>True once the connection was aborted for a flush that made no progress for a whole timeout.</summary>
         public bool Cut => _cut;
+
+        public ConnectionContext Connection => connection;
 
         /// <summary>The peer sent a line or took replies: the clock starts again.</summary>
         public void Progress() => Volatile.Write(ref _lastProgress, time.GetTimestamp());
