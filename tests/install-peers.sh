@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs with apt-get (through sudo when not root) the real peers the tests drive, those that are missing:
-# netcat-openbsd, socat, telnet, expect, openssl, haproxy; systemd for systemd-analyze and systemd-socket-activate;
-# python3 for the socket activation tests' launcher. Or the packages named.
+# netcat-openbsd, socat, telnet, expect, openssl, haproxy, redis-server (the load generator's --redis --tls tests);
+# systemd for systemd-analyze and systemd-socket-activate; python3 for the socket activation tests' launcher. Or the
+# packages named.
 #   tests/install-peers.sh [PACKAGE...]
 #
 # Another package manager at work (unattended-upgrades on a fresh machine) is waited for, up to 300 s: apt-get
@@ -11,7 +12,8 @@ set -euo pipefail
 
 # haproxy: the tests run their own haproxy in the foreground on free ports; Debian's packaged service, if it
 # starts at all (policy-rc.d stops it in containers), listens on nothing with the stock configuration.
-packages=(netcat-openbsd socat telnet expect openssl haproxy systemd python3)
+# redis-server: the load generator's tests run their own on a free port (TLS only, nothing saved).
+packages=(netcat-openbsd socat telnet expect openssl haproxy redis-server systemd python3)
 [ $# -eq 0 ] || packages=("$@")
 missing=()
 for package in "${packages[@]}"; do

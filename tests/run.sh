@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine too: installs the real peers the tests drive (tests/install-peers.sh:
-# netcat-openbsd, socat, telnet, expect, openssl, haproxy; systemd for systemd-analyze), waiting for another apt-get
+# netcat-openbsd, socat, telnet, expect, openssl, haproxy, redis-server; systemd for systemd-analyze), waiting for another apt-get
 # or dpkg if one is at work, builds Release with warnings as errors, runs every test.
 #
 # tests/run.sh --fast: builds the same way and runs only the unit tier ([Trait("Tier", "unit")]: in process, no real

@@ -44,9 +44,7 @@ internal static class Cli
 
         using (svg)
         {
-            RunResult result = options.Tls
-                ? TlsLoadRun.Run(options, workload, endPoint, progress)
-                : LoadRun.Run(options, workload, endPoint, progress);
+            RunResult result = LoadRun.Run(options, workload, endPoint, progress);
             output.Write(options.Json ? Report.Json(result) : Report.Text(result));
             if (svg is not null)
             {

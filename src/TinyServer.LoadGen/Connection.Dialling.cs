@@ -26,7 +26,7 @@ internal sealed partial class Connection
     private long _retryAt;
     private string _lastDialFailure = "";
 
-    public bool Dialling => State is ConnectionState.Connecting or ConnectionState.Greeting;
+    public bool Dialling => State is ConnectionState.Connecting or ConnectionState.Handshaking or ConnectionState.Greeting;
 
     /// <summary>Starts a non-blocking connect; the banner (or failure) comes through <see cref="OnEvent"/>.</summary>
     public void Dial(long now)
@@ -119,7 +119,7 @@ internal sealed partial class Connection
         else if (Dialling && now - _redialSince >= _run.ConnectTimeout)
         {
             Close();
-            DialFailed(_reopened ? NoReplyOnReconnect : State == ConnectionState.Connecting ? "not connected within --connect-timeout" : "no banner within --connect-timeout");
+            DialFailed(_reopened ? NoReplyOnReconnect : DialStuckReason);
         }
     }
 
@@ -128,7 +128,7 @@ internal sealed partial class Connection
     {
         if (Dialling)
         {
-            DialFailed(State == ConnectionState.Connecting ? "not connected within --connect-timeout" : "no banner within --connect-timeout", final: true);
+            DialFailed(DialStuckReason, final: true);
         }
         else if (State == ConnectionState.Waiting)
         {
@@ -143,6 +143,14 @@ internal sealed partial class Connection
         }
     }
 
+    // Why a dial not done in time failed: where it was stuck.
+    private string DialStuckReason => State switch
+    {
+        ConnectionState.Connecting => "not connected within --connect-timeout",
+        ConnectionState.Handshaking => "no TLS handshake within --connect-timeout",
+        _ => "no banner within --connect-timeout",
+    };
+
     private void OnConnected(long now)
     {
         if (_socket!.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error) is int error and not 0)
@@ -152,7 +160,11 @@ internal sealed partial class Connection
         }
 
         _run.Epoll.Change(_socket, Token, Epoll.Readable);
-        if (_workload.Redis)
+        if (_tls is not null)
+        {
+            StartHandshake(now);
+        }
+        else if (_workload.Redis)
         {
             Opened(now);
         }
@@ -164,7 +176,7 @@ internal sealed partial class Connection
 
     private void ReceiveBanner(long now)
     {
-        int received = _socket!.Receive(_receive.Free, SocketFlags.None, out SocketError error);
+        int received = ReceiveBytes(out SocketError error);
         if (error == SocketError.WouldBlock)
         {
             return;

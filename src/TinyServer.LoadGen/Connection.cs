@@ -42,6 +42,7 @@ internal sealed partial class Connection
         _receive = new ReceiveBuffer(_workload.ReceiveBufferSize(_pipeline));
         _send = new SendBuffer((_pipeline + 1) * _workload.LongestRequest);
         _inFlight = new RequestRing(_pipeline + 1);
+        _tls = NewTlsChannel(run, _send.Capacity);
         _schedule = index % _workload.Schedule.Length;
     }
 
@@ -71,6 +72,12 @@ internal sealed partial class Connection
 
     public void OnEvent(uint events, long now)
     {
+        if (_tls is not null)
+        {
+            OnTlsEvent(events, now);
+            return;
+        }
+
         switch (State)
         {
             case ConnectionState.Connecting:
@@ -154,13 +161,14 @@ internal sealed partial class Connection
     /// <summary>Closes the socket (epoll forgets it with it), when the connection ended or at the end of the run.</summary>
     public void Close()
     {
+        _tls?.Abort();
         _socket?.Dispose();
         _socket = null;
     }
 
     private void Receive(long now)
     {
-        int received = _socket!.Receive(_receive.Free, SocketFlags.None, out SocketError error);
+        int received = ReceiveBytes(out SocketError error);
         if (error == SocketError.WouldBlock)
         {
             return;
@@ -278,18 +286,18 @@ internal sealed partial class Connection
 
     private void Flush(long now)
     {
-        int sent = _socket!.Send(_send.Unsent, SocketFlags.None, out SocketError error);
+        int sent = SendBytes(_send.Unsent, out SocketError error);
         if (error is not (SocketError.Success or SocketError.WouldBlock))
         {
             Ended(now); // Reset or closed: as when a read finds it.
             return;
         }
 
-        bool pending = _send.Sent(sent);
+        bool pending = _send.Sent(sent) | CiphertextUnsent;
         if (pending != _wantWrite)
         {
             _wantWrite = pending;
-            _run.Epoll.Change(_socket, Token, pending ? Epoll.Readable | Epoll.Writable : Epoll.Readable);
+            _run.Epoll.Change(_socket!, Token, pending ? Epoll.Readable | Epoll.Writable : Epoll.Readable);
         }
     }
 

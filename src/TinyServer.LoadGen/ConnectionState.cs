@@ -12,6 +12,9 @@ internal enum ConnectionState
     /// <summary>The TCP connect is under way.</summary>
     Connecting,
 
+    /// <summary>Connected; the TLS handshake is under way (--tls).</summary>
+    Handshaking,
+
     /// <summary>Connected; waiting for the banner.</summary>
     Greeting,
 

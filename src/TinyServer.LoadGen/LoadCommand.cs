@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
+using System.Net;
 using static TinyServer.LoadGen.OptionKinds;
 
 namespace TinyServer.LoadGen;
@@ -44,7 +45,10 @@ internal sealed class LoadCommand
     private readonly Option<bool> _redis = Flag("--redis", "Redis mode: no banner, inline commands, RESP replies (ECHO, PING, TIME)");
     private readonly Option<string> _unix = Text(["--unix"], "PATH", "connect to the server's Unix domain socket at PATH (instead of --host/--port)");
     private readonly Option<bool> _tls = Flag(
-        "--tls", "speak TLS (the server's --tls-port), through a separate async driver (the epoll loop cannot do TLS); the certificate must be valid for --host");
+        "--tls", "speak TLS 1.2/1.3 (the server's --tls-port, or Redis's --tls-port with --redis); the certificate must be valid for --host; full handshakes only, see --tls-resume");
+
+    private readonly Option<bool> _tlsResume = Flag(
+        "--tls-resume", "with --tls: resume sessions with the server's TLS 1.3 tickets (with --requests-per-session, the handshakes after the first are resumed when the server allows)");
 
     private readonly Option<bool> _insecure = Flag("--insecure", "with --tls: accept any certificate (a self-signed test server)");
 
@@ -60,7 +64,7 @@ internal sealed class LoadCommand
         foreach (Option option in (Option[])[
             _host, _port, _connections, _pipeline, _duration, _requests, _warmup, _command, _payloadSize, _rate,
             _requestsPerSession, _timeout, _replyTimeout, _connectTimeout, _connectBatch, _retryAfter, _json, _svg, _redis,
-            _unix, _tls, _insecure])
+            _unix, _tls, _tlsResume, _insecure])
         {
             Root.Options.Add(option);
         }
@@ -107,6 +111,7 @@ internal sealed class LoadCommand
             Redis = parsed.GetValue(_redis),
             UnixPath = parsed.GetValue(_unix),
             Tls = parsed.GetValue(_tls),
+            TlsResume = parsed.GetValue(_tlsResume),
             Insecure = parsed.GetValue(_insecure),
         };
         Check(options, duration: Given(parsed, _duration) is not null);
@@ -136,9 +141,15 @@ internal sealed class LoadCommand
             throw new UsageException("--tls and --unix do not go together: the server's Unix socket is plain text");
         }
 
-        if (options.Tls && (options.Redis || options.Rate is not null || options.RequestsPerSession is not null))
+        if (options.TlsResume && !options.Tls)
         {
-            throw new UsageException("--tls runs without --redis, --rate and --requests-per-session (its driver does not do them)");
+            throw new UsageException("--tls-resume goes with --tls");
+        }
+
+        if (options.TlsResume && IPAddress.TryParse(options.Host, out _))
+        {
+            throw new UsageException(
+                $"--tls-resume needs --host to be a name, such as localhost (not {options.Host}): .NET keeps TLS sessions to resume only for a server name");
         }
     }
 

@@ -75,8 +75,11 @@ internal sealed record LoadOptions
     /// <summary>When set, connect to the server's Unix domain socket at this path instead of --host and --port.</summary>
     public string? UnixPath { get; init; }
 
-    /// <summary>Speak TLS (through <see cref="TlsLoadRun"/>, not the epoll loop); the certificate must be valid for --host.</summary>
+    /// <summary>Speak TLS (the same event loop, through a <see cref="TlsChannel"/> per connection); the certificate must be valid for --host.</summary>
     public bool Tls { get; init; }
+
+    /// <summary>With <see cref="Tls"/>: offer the server's session tickets again on the next session (resumed handshakes).</summary>
+    public bool TlsResume { get; init; }
 
     /// <summary>With <see cref="Tls"/>: accept any certificate (a self-signed test server).</summary>
     public bool Insecure { get; init; }

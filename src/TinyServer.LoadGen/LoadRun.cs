@@ -21,6 +21,8 @@ internal sealed class LoadRun
     private readonly LongHistogram _measured = Histograms.New();
     private readonly List<Sample> _samples = [];
     private bool _measuring;
+    private TimeSpan _cpuAtMeasureStart;
+    private TimeSpan _cpuAtEnd;
     private long _lastPrint;
     private long _nextPrint;
 
@@ -51,6 +53,7 @@ internal sealed class LoadRun
         Connection[] live = [.. _connections.Where(c => c.State == ConnectionState.Open)];
         _run.Begin(now, live.Length);
         _measuring = _run.MeasureStart == _run.Start;
+        _cpuAtMeasureStart = Environment.CpuUsage.TotalTime;
         _lastPrint = now;
         _nextPrint = now + Second;
         long requests = options.Requests ?? 0;
@@ -94,6 +97,9 @@ internal sealed class LoadRun
             Sessions = _run.Sessions,
             Reconnects = _run.Reconnects,
             Resent = _run.Resent,
+            Handshakes = _run.Handshakes,
+            ResumedHandshakes = _run.ResumedHandshakes,
+            CpuSeconds = (_cpuAtEnd - _cpuAtMeasureStart).TotalSeconds,
             Samples = _samples,
         };
     }
@@ -158,6 +164,7 @@ internal sealed class LoadRun
 
             if (over)
             {
+                _cpuAtEnd = Environment.CpuUsage.TotalTime;
                 return now;
             }
 
@@ -222,7 +229,11 @@ internal sealed class LoadRun
         }
 
         _run.Latency.Reset();
-        _measuring |= warmupOver;
+        if (warmupOver)
+        {
+            _measuring = true;
+            _cpuAtMeasureStart = Environment.CpuUsage.TotalTime;
+        }
         Print(now, warmup);
     }
 

@@ -28,9 +28,14 @@ internal static class Report
         }
 
         Line("reconnects", F($"{result.Reconnects} (resent {result.Resent}, lost {result.Lost})"));
+        if (o.Tls)
+        {
+            Line("handshakes", F($"{result.Handshakes} in the window, {result.HandshakesPerSecond:F1}/s, {result.ResumedHandshakes} resumed"));
+        }
 
         Line("requests", F($"{result.Requests} in {result.DurationSeconds:F3} s{(result.EndedEarly ? " (ended early: no connection left)" : "")}"));
         Line("throughput", F($"{result.RequestsPerSecond:F1} requests/s"));
+        Line("loadgen cpu", F($"{result.CpuSeconds:F2} s, {result.CpuMicrosecondsPerRequest:F2} us per request"));
         Line("latency (us)", string.Join("  ", Percentiles.Select(p => F($"{p.Name} {result.Microseconds(p.Percentile):F1}")))
             + F($"  max {result.MaxMicroseconds:F1}  mean {result.MeanMicroseconds:F1}"));
         Line("errors", $"{result.Errors.Total} ({string.Join(", ", ErrorCounts.Kinds.Select(k => $"{ErrorCounts.Name(k)} {result.Errors[k]}{(k == ErrorKind.Connect ? ConnectReasons(result) : "")}"))})");
@@ -109,6 +114,11 @@ internal static class Report
             json.WriteNumber("reconnects", result.Reconnects);
             json.WriteNumber("resent", result.Resent);
             json.WriteNumber("lost", result.Lost);
+            json.WriteNumber("handshakes", result.Handshakes);
+            json.WriteNumber("handshakes_resumed", result.ResumedHandshakes);
+            json.WriteNumber("handshakes_per_second", Math.Round(result.HandshakesPerSecond, 1));
+            json.WriteNumber("loadgen_cpu_s", Math.Round(result.CpuSeconds, 3));
+            json.WriteNumber("loadgen_cpu_us_per_request", Math.Round(result.CpuMicrosecondsPerRequest, 2));
             json.WriteEndObject();
         }
 

@@ -55,7 +55,23 @@ internal sealed record RunResult
     /// <summary>Requests sent and never answered (their connection ended with them in flight): errors, not sent again.</summary>
     public long Lost => Errors[ErrorKind.Lost];
 
+    /// <summary>TLS handshakes completed in the window (--tls), and of those, the ones resumed from a ticket.</summary>
+    public required long Handshakes { get; init; }
+
+    public required long ResumedHandshakes { get; init; }
+
+    /// <summary>
+    /// CPU time (user and system, every thread) the load generator itself used in the window: to compare with the
+    /// server's, since both share the machine.
+    /// </summary>
+    public required double CpuSeconds { get; init; }
+
     public required IReadOnlyList<Sample> Samples { get; init; }
+
+    public double HandshakesPerSecond => DurationSeconds > 0 ? Handshakes / DurationSeconds : 0;
+
+    /// <summary>Microseconds of the load generator's CPU per request answered in the window.</summary>
+    public double CpuMicrosecondsPerRequest => Requests > 0 ? CpuSeconds * 1e6 / Requests : 0;
 
     public double RequestsPerSecond => DurationSeconds > 0 ? Requests / DurationSeconds : 0;
 

@@ -12,6 +12,8 @@ internal struct SendBuffer(int capacity)
     private readonly byte[] _bytes = new byte[capacity];
     private int _offset;
 
+    public readonly int Capacity => _bytes.Length;
+
     /// <summary>Bytes in the buffer, sent or not.</summary>
     public int Length { get; private set; }
 

@@ -26,6 +26,21 @@ public sealed class AllocationTests : IAsyncLifetime
         Assert.InRange(many - few, -16_384, 16_384);
     }
 
+    [Fact]
+    public async Task Nothing_is_allocated_per_request_over_tls_after_the_handshakes()
+    {
+        await using TestServer server = await TestServer.StartAsync(new Server.ServerOptions { TlsPort = 0, TlsCertificate = TlsTests.SelfSigned() });
+        string[] Args(int requests) =>
+            ["--port", server.TlsPort!.Value.ToString(CultureInfo.InvariantCulture), "--tls", "--insecure", "-c", "2", "-P", "8", "-n", requests.ToString(CultureInfo.InvariantCulture), "--command", "ECHO hello:3,TIME:1", "--json"];
+
+        await AllocatedByAsync(Args(1000));
+        long few = await AllocatedByAsync(Args(1000));
+        long many = await AllocatedByAsync(Args(21_000));
+
+        // The handshakes allocate the same in both runs; 20,000 more requests must add nothing.
+        Assert.InRange(many - few, -16_384, 16_384);
+    }
+
     // Bytes the run allocates on its own thread (the whole run happens on the thread that calls Cli.Run).
     private static async Task<long> AllocatedByAsync(string[] args)
     {

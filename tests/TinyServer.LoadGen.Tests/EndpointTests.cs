@@ -108,9 +108,6 @@ public sealed class EndpointTests : IAsyncLifetime
     [Theory]
     [InlineData("--insecure", "--insecure goes with --tls")]
     [InlineData("--tls|--unix|/tmp/x.sock", "--tls and --unix do not go together")]
-    [InlineData("--tls|--redis", "--tls runs without --redis")]
-    [InlineData("--tls|--rate|100", "--tls runs without --redis, --rate")]
-    [InlineData("--tls|--requests-per-session|5", "--tls runs without --redis, --rate and --requests-per-session")]
     [InlineData("--tls=yes", "--tls takes no value")]
     public async Task Bad_endpoint_usage_exits_2(string arguments, string expected)
     {

@@ -1,0 +1,152 @@
+using System.Globalization;
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using TinyServer.LoadGen.Tests.Infrastructure;
+using TinyServer.Server;
+
+namespace TinyServer.LoadGen.Tests;
+
+/// <summary>
+/// --tls runs on the event loop like plain text, so it takes --rate, --requests-per-session and --redis (which the
+/// old async TLS driver refused: "--tls runs without --redis, --rate and --requests-per-session"); handshakes are
+/// counted, full unless --tls-resume.
+/// </summary>
+[Trait("Tier", "unit")]
+public sealed class TlsTests : IAsyncLifetime
+{
+    private TestServer _server = null!;
+
+    public async Task InitializeAsync() => _server = await TestServer.StartAsync(new ServerOptions { TlsPort = 0, TlsCertificate = SelfSigned() });
+
+    public async Task DisposeAsync() => await _server.DisposeAsync();
+
+    private string TlsPort => _server.TlsPort!.Value.ToString(CultureInfo.InvariantCulture);
+
+    [Fact]
+    public async Task A_fixed_rate_over_tls_sends_about_that_many_requests()
+    {
+        RunOutput run = await LoadGenerator.RunJsonAsync(_server.TlsPort!.Value, "--tls", "--insecure", "--rate", "400", "-c", "4", "-P", "4", "-d", "1");
+
+        Assert.Equal(0, run.ExitCode);
+        Assert.InRange(run.Number("requests"), 300, 410);
+        Assert.Equal(400, run.Json.GetProperty("rate").GetDouble());
+    }
+
+    [Fact]
+    public async Task Sessions_of_one_request_over_tls_are_each_a_full_handshake()
+    {
+        RunOutput run = await LoadGenerator.RunJsonAsync(_server.TlsPort!.Value, "--tls", "--insecure", "-n", "40", "-c", "2", "--requests-per-session", "1");
+
+        Assert.Equal(0, run.ExitCode);
+        Assert.Equal(40, run.Number("requests"));
+        Assert.Equal(40, run.Number("sessions"));
+        Assert.Equal(38, run.Number("handshakes")); // Each connection's first handshake is before the window.
+        Assert.Equal(0, run.Number("handshakes_resumed"));
+        Assert.True(run.Json.GetProperty("handshakes_per_second").GetDouble() > 0);
+    }
+
+    [Fact]
+    public async Task With_tls_resume_the_sessions_after_the_first_are_resumed_from_tickets()
+    {
+        RunOutput run = await LoadGenerator.RunAsync(
+            "--host", "localhost", "--port", TlsPort, "--tls", "--tls-resume", "--insecure", "-n", "20", "-c", "1", "--requests-per-session", "1", "--json");
+
+        // One connection: each session's ticket has come (with its reply) before the next session's handshake.
+        Assert.Equal(0, run.ExitCode);
+        Assert.Equal(20, run.Number("sessions"));
+        Assert.Equal(19, run.Number("handshakes"));
+        Assert.Equal(19, run.Number("handshakes_resumed"));
+    }
+
+    [Fact]
+    public async Task The_text_report_counts_handshakes_and_the_load_generators_cpu()
+    {
+        RunOutput run = await LoadGenerator.RunAsync("--port", TlsPort, "--tls", "--insecure", "-n", "20", "-c", "2", "--requests-per-session", "5");
+
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains("handshakes    2 in the window, ", run.Output, StringComparison.Ordinal);
+        Assert.Contains(", 0 resumed\n", run.Output, StringComparison.Ordinal);
+        Assert.Matches(@"loadgen cpu   \d+\.\d\d s, \d+\.\d\d us per request\n", run.Output);
+    }
+
+    [Theory]
+    [InlineData("--tls-resume", "--tls-resume goes with --tls")]
+    [InlineData("--tls|--tls-resume", "--tls-resume needs --host to be a name")]
+    public async Task Bad_resume_usage_exits_2(string arguments, string expected)
+    {
+        RunOutput run = await LoadGenerator.RunAsync(arguments.Split('|'));
+
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains(expected, run.Progress, StringComparison.Ordinal);
+    }
+
+    internal static X509Certificate2 SelfSigned()
+    {
+        using ECDsa key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddDnsName("localhost");
+        names.AddIpAddress(IPAddress.Loopback);
+        request.CertificateExtensions.Add(names.Build());
+        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+    }
+}
+
+/// <summary>--tls --redis against a real Redis 7 serving TLS (redis-server --tls-port).</summary>
+[Trait("Tier", "process")]
+public sealed class RedisTlsTests : IAsyncLifetime
+{
+    private RedisTlsServer _redis = null!;
+
+    public async Task InitializeAsync() => _redis = await RedisTlsServer.StartAsync();
+
+    public async Task DisposeAsync() => await _redis.DisposeAsync();
+
+    [Theory]
+    [InlineData("1")]
+    [InlineData("8")]
+    public async Task A_fixed_count_over_tls_to_redis_has_no_errors(string pipeline)
+    {
+        RunOutput run = await LoadGenerator.RunJsonAsync(_redis.TlsPort, "--redis", "--tls", "--insecure", "-n", "400", "-c", "4", "-P", pipeline, "--command", "ECHO hello:3,PING:1");
+
+        Assert.Equal(0, run.ExitCode);
+        Assert.Equal(400, run.Number("requests"));
+        Assert.Equal(0, run.Number("errors"));
+        Assert.True(run.Json.GetProperty("redis").GetBoolean());
+        Assert.True(run.Json.GetProperty("tls").GetBoolean());
+    }
+
+    [Fact]
+    public async Task Sessions_over_tls_to_redis_end_with_quit_and_a_new_handshake()
+    {
+        RunOutput run = await LoadGenerator.RunJsonAsync(_redis.TlsPort, "--redis", "--tls", "--insecure", "-n", "40", "-c", "2", "--requests-per-session", "1");
+
+        Assert.Equal(0, run.ExitCode);
+        Assert.Equal(40, run.Number("requests"));
+        Assert.Equal(40, run.Number("sessions"));
+        Assert.Equal(38, run.Number("handshakes"));
+        Assert.Equal(0, run.Number("handshakes_resumed"));
+    }
+
+    [Fact]
+    public async Task With_tls_resume_redis_resumes_the_sessions_after_the_first()
+    {
+        RunOutput run = await LoadGenerator.RunAsync(
+            "--host", "localhost", "--port", _redis.TlsPort.ToString(CultureInfo.InvariantCulture), "--redis", "--tls", "--tls-resume", "--insecure",
+            "-n", "20", "-c", "1", "--requests-per-session", "1", "--json");
+
+        Assert.Equal(0, run.ExitCode);
+        Assert.Equal(19, run.Number("handshakes"));
+        Assert.Equal(19, run.Number("handshakes_resumed"));
+    }
+
+    [Fact]
+    public async Task A_fixed_rate_over_tls_to_redis_sends_about_that_many_requests()
+    {
+        RunOutput run = await LoadGenerator.RunJsonAsync(_redis.TlsPort, "--redis", "--tls", "--insecure", "--rate", "400", "-c", "4", "-d", "1");
+
+        Assert.Equal(0, run.ExitCode);
+        Assert.InRange(run.Number("requests"), 300, 410);
+    }
+}
