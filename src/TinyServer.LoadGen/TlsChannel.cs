@@ -161,9 +161,18 @@ internal sealed class TlsChannel(SslClientAuthenticationOptions options, int cap
     /// <summary>Encrypts <paramref name="plaintext"/> and sends it (or buffers what the socket does not take).</summary>
     public void Send(ReadOnlySpan<byte> plaintext)
     {
-        if (!plaintext.IsEmpty && !Failed)
+        if (plaintext.IsEmpty || Failed)
+        {
+            return;
+        }
+
+        try
         {
             _ssl!.Write(plaintext);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
+        {
+            Failed = true; // The session broke (an alert, a failed read before): the connection is over.
         }
     }
 
@@ -175,7 +184,15 @@ internal sealed class TlsChannel(SslClientAuthenticationOptions options, int cap
     {
         if (!_reading)
         {
-            _read = _ssl!.ReadAsync(buffer, CancellationToken.None);
+            try
+            {
+                _read = _ssl!.ReadAsync(buffer, CancellationToken.None);
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
+            {
+                _read = ValueTask.FromException<int>(e);
+            }
+
             _reading = true;
         }
 
@@ -197,7 +214,7 @@ internal sealed class TlsChannel(SslClientAuthenticationOptions options, int cap
         {
             return _read.GetAwaiter().GetResult();
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or System.Security.Authentication.AuthenticationException)
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or System.Security.Authentication.AuthenticationException)
         {
             error = e.InnerException is SocketException socket ? socket.SocketErrorCode : SocketError.ConnectionReset;
             return 0;

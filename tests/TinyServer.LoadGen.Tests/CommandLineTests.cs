@@ -23,6 +23,8 @@ public sealed class CommandLineTests : IDisposable
     [InlineData("--rate <R>", "(0.001 to 1000000000)")]
     [InlineData("--retry-after <SECONDS>", "(0 to 3600) [default: 2]")]
     [InlineData("--insecure", "with --tls: accept any certificate")]
+    [InlineData("--tls", "speak TLS 1.2/1.3 (the server's --tls-port, or Redis's --tls-port with --redis)")]
+    [InlineData("--tls-resume", "with --tls: resume sessions with the server's TLS 1.3 tickets")]
     [InlineData("-?, -h, --help", "Show help and usage information")]
     [InlineData("--version", "Show version information")]
     public async Task The_help_is_generated_from_each_options_range_and_default(string synopsis, string text)
