@@ -42,8 +42,61 @@ public sealed class TlsTests : IAsyncLifetime
         Assert.Equal(40, run.Number("requests"));
         Assert.Equal(40, run.Number("sessions"));
         Assert.Equal(38, run.Number("handshakes")); // Each connection's first handshake is before the window.
+        Assert.Equal(38, run.Number("reconnects"));
         Assert.Equal(0, run.Number("handshakes_resumed"));
         Assert.True(run.Json.GetProperty("handshakes_per_second").GetDouble() > 0);
+    }
+
+    [Fact]
+    public async Task An_idle_timeout_between_requests_over_tls_is_a_reconnect_with_a_new_handshake()
+    {
+        // The server closes a connection idle for 1 s (checked about once a second) with ERROR IDLE_TIMEOUT; at 0.4
+        // requests/s on one connection the second request finds its connection closed and goes on a new one.
+        await using TestServer server = await TestServer.StartAsync(new ServerOptions { TlsPort = 0, TlsCertificate = SelfSigned(), IdleTimeoutSeconds = 1 });
+
+        RunOutput run = await LoadGenerator.RunJsonAsync(server.TlsPort!.Value, "--tls", "--insecure", "--rate", "0.4", "-c", "1", "-d", "4");
+
+        Assert.True(run.ExitCode == 0, run.Output);
+        Assert.True(run.Number("requests") >= 2, run.Output);
+        Assert.True(run.Number("reconnects") >= 1, run.Output);
+        Assert.Equal(run.Number("reconnects"), run.Number("handshakes"));
+        Assert.Equal(0, run.Number("lost"));
+        Assert.Equal(0, run.Number("errors"));
+    }
+
+    [Theory]
+    [InlineData(TransportKind.Epoll)]
+    [InlineData(TransportKind.Sockets)]
+    public async Task A_tls_server_that_stops_mid_run_loses_nothing_and_the_refused_redials_end_the_run(TransportKind transport)
+    {
+        // As over plain text (ReconnectTests): the server answers every request it has read, then ERROR SHUTTING_DOWN
+        // on each TLS connection; the requests behind it are to be sent again, but nothing listens any more.
+        TestServer server = await TestServer.StartAsync(new ServerOptions { Transport = transport, TlsPort = 0, TlsCertificate = SelfSigned() });
+        Task<RunOutput> load;
+        try
+        {
+            load = LoadGenerator.RunJsonAsync(server.TlsPort!.Value, "--tls", "--insecure", "-d", "20", "-c", "4", "-P", "4", "--connect-timeout", "1");
+            using var connected = new CancellationTokenSource(Timeouts.Io);
+            while (server.ActiveConnections < 4)
+            {
+                await Task.Delay(10, connected.Token);
+            }
+
+            await Task.Delay(TimeSpan.FromSeconds(0.3)); // Some load.
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
+
+        RunOutput run = await load;
+
+        Assert.Equal(1, run.ExitCode);
+        Assert.True(run.Number("requests") > 0, run.Output);
+        Assert.Equal(0, run.Number("lost"));
+        Assert.Equal(4, run.Errors("connect"));
+        Assert.Equal(4, run.Json.GetProperty("connect_errors").GetProperty("connection refused").GetInt64());
+        Assert.True(run.Json.GetProperty("ended_early").GetBoolean(), run.Output);
     }
 
     [Fact]
