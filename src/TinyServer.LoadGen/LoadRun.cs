@@ -234,6 +234,7 @@ internal sealed class LoadRun
             _measuring = true;
             _cpuAtMeasureStart = Environment.CpuUsage.TotalTime;
         }
+
         Print(now, warmup);
     }
 
