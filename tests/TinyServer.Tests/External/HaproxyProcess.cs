@@ -1,0 +1,157 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using TinyServer.Tests.Infrastructure;
+
+namespace TinyServer.Tests.External;
+
+/// <summary>
+/// HAProxy in the foreground (<c>-db</c>) on <c>deploy/haproxy.cfg</c> with test ports and a source address for the
+/// backend; its log is its standard output. Used by <see cref="HaproxyTests"/> and <see cref="RollingRestartTests"/>.
+/// </summary>
+internal sealed class HaproxyProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly List<string> _output = [];
+    private readonly Task _pump;
+    private readonly string _config;
+
+    private HaproxyProcess(Process process, string config, int port)
+    {
+        _process = process;
+        _config = config;
+        Port = port;
+        _process.StandardInput.Close();
+        _pump = Task.WhenAll(PumpAsync(process.StandardOutput), PumpAsync(process.StandardError));
+    }
+
+    public int Port { get; }
+
+    public IReadOnlyList<string> Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return [.. _output];
+            }
+        }
+    }
+
+    /// <param name="source">The address HAProxy connects to the servers from (<c>source</c> in the backend).</param>
+    /// <param name="firstServer">tiny1's line port and health port.</param>
+    /// <param name="secondServer">tiny2's line port and health port.</param>
+    public static async Task<HaproxyProcess> StartAsync(string source, (int Port, int HealthPort) firstServer, (int Port, int HealthPort) secondServer)
+    {
+        string haproxy = ProcessRunner.RequireTool("haproxy");
+        string template = await File.ReadAllTextAsync(Path.Combine(BuiltPrograms.RepositoryRoot, "deploy", "haproxy.cfg"));
+        for (int attempt = 1; ; attempt++)
+        {
+            int port = FreePort();
+            string config = Path.Combine(Path.GetTempPath(), $"tinyserver-haproxy-{Guid.NewGuid():N}.cfg");
+            await File.WriteAllTextAsync(config, Substitute(template, source, port, firstServer, secondServer));
+            var started = new HaproxyProcess(ProcessRunner.Start(haproxy, ["-f", config, "-db"]), config, port);
+            if (await started.ListensAsync() || attempt == 3)
+            {
+                Assert.False(started._process.HasExited, $"haproxy exited: {string.Join('\n', started.Output)}");
+                return started;
+            }
+
+            await started.DisposeAsync(); // The free port was taken in between: another one.
+        }
+    }
+
+    /// <summary>How many lines logged so far contain <paramref name="text"/>.</summary>
+    public int Count(string text) => Output.Count(line => line.Contains(text, StringComparison.Ordinal));
+
+    /// <summary>Waits until more than <paramref name="seenBefore"/> lines contain <paramref name="text"/>.</summary>
+    public async Task WaitForLineAsync(string text, int seenBefore = 0)
+    {
+        var clock = Stopwatch.StartNew();
+        while (Count(text) <= seenBefore)
+        {
+            Assert.True(clock.Elapsed < Timeouts.Read, $"haproxy logged no new '{text}' within {Timeouts.Read}:\n{string.Join('\n', Output.TakeLast(60))}");
+            await Task.Delay(50);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(entireProcessTree: true);
+            }
+
+            await _process.WaitForExitAsync().WaitAsync(Timeouts.Process);
+            await _pump.WaitAsync(Timeouts.Process);
+        }
+        finally
+        {
+            _process.Dispose();
+            File.Delete(_config);
+        }
+    }
+
+    // The lines of deploy/haproxy.cfg that name addresses, rewritten; each must be there, so the file and the tests stay in step.
+    private static string Substitute(string template, string source, int port, (int Port, int HealthPort) firstServer, (int Port, int HealthPort) secondServer)
+    {
+        (string From, string To)[] edits =
+        [
+            ("bind 127.0.0.1:40000", $"bind 127.0.0.1:{port}"),
+            ("server tiny1 127.0.0.1:40001 port 40101", $"server tiny1 127.0.0.1:{firstServer.Port} port {firstServer.HealthPort}"),
+            ("server tiny2 127.0.0.1:40002 port 40102", $"server tiny2 127.0.0.1:{secondServer.Port} port {secondServer.HealthPort}"),
+            ("maxconn 4096", "maxconn 1000"),
+            ("backend tinyservers\n", $"backend tinyservers\n    source {source}\n"),
+        ];
+        foreach ((string from, string to) in edits)
+        {
+            Assert.Contains(from, template, StringComparison.Ordinal);
+            template = template.Replace(from, to, StringComparison.Ordinal);
+        }
+
+        return template;
+    }
+
+    private static int FreePort()
+    {
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)probe.LocalEndPoint!).Port;
+    }
+
+    // True once something listens on the port (read from /proc/net/tcp: a probe connection would reach a server)
+    // and haproxy is still running a moment later; false if it exited (its port was taken).
+    private async Task<bool> ListensAsync()
+    {
+        string local = $"0100007F:{Port:X4}";
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < Timeouts.Read && !_process.HasExited)
+        {
+            bool listening = File.ReadLines("/proc/net/tcp").Skip(1)
+                .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                .Any(fields => fields[1] == local && fields[3] == "0A");
+            if (listening)
+            {
+                await Task.Delay(200);
+                return !_process.HasExited;
+            }
+
+            await Task.Delay(50);
+        }
+
+        return false;
+    }
+
+    private async Task PumpAsync(StreamReader reader)
+    {
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            lock (_output)
+            {
+                _output.Add(line);
+            }
+        }
+    }
+}
