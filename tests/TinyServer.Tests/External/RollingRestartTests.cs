@@ -60,6 +60,7 @@ public partial class RollingRestartTests(ITestOutputHelper log)
             haproxy = await HaproxyProcess.StartAsync(Balancer, (instances[0].Port, instances[0].HealthPort), (instances[1].Port, instances[1].HealthPort));
             churn = LoadProcess.Start(haproxy.Port, ChurnConnections, ["--requests-per-session", "50"]);
             steady = LoadProcess.Start(haproxy.Port, SteadyConnections, []);
+            var sinceLoadStart = Stopwatch.StartNew();
             foreach (Instance instance in instances)
             {
                 await WaitForSessionsAsync(haproxy, instance.Name, after: -1);
@@ -73,11 +74,13 @@ public partial class RollingRestartTests(ITestOutputHelper log)
                 int downBefore = haproxy.Count(down);
                 int upBefore = haproxy.Count(up);
 
-                // SIGTERM: /readyz turns 503, HAProxy marks the instance DOWN after two failed checks while it still accepts;
-                // after the delay it drains its connections (ERROR SHUTTING_DOWN) and exits 0.
+                // SIGTERM: /readyz turns 503, HAProxy marks the instance DOWN after two failed checks (503, not a refused
+                // check) while it still accepts; after the delay it drains its connections (ERROR SHUTTING_DOWN) and exits 0.
                 ServerProcess stopping = instance.Server!;
                 stopping.Terminate();
                 await haproxy.WaitForLineAsync(down, downBefore);
+                string marked = haproxy.Output[LastIndex(haproxy.Output, down)];
+                Assert.True(marked.Contains("code: 503", StringComparison.Ordinal), $"taken out by something else than its /readyz 503: {marked}");
                 Assert.Equal(0, await stopping.WaitForExitAsync());
                 stops.Add($"{instance.Name}: {Line(stopping, "Drain delay over")} / {Line(stopping, "Stopped after")}");
                 Match stopped = StoppedCounts().Match(Line(stopping, "Stopped after"));
@@ -91,6 +94,7 @@ public partial class RollingRestartTests(ITestOutputHelper log)
 
             Assert.False(churn.HasExited || steady.HasExited, "the load ended before the restarts were done: it must outlast them");
             DateTime restartsDone = DateTime.Now;
+            TimeSpan restartsTook = sinceLoadStart.Elapsed;
             LoadResult churned = await churn.ResultAsync();
             LoadResult steadied = await steady.ResultAsync();
             IReadOnlyList<string> haproxyLog = haproxy.Output;
@@ -100,6 +104,7 @@ public partial class RollingRestartTests(ITestOutputHelper log)
                 {transport}: churn {churned.Summary}
                 {transport}: steady {steadied.Summary}
                 {transport}: HAProxy sessions {sessions.Count} (tiny1 {sessions.Count(s => s.Server == "tiny1")}, tiny2 {sessions.Count(s => s.Server == "tiny2")}), termination states {counts}, redispatched {sessions.Count(s => s.Retries > 0)}
+                {transport}: both restarts done {restartsTook.TotalSeconds:F1} s into the {LoadSeconds} s load
                 {string.Join('\n', stops.Select(stop => $"{transport}: {stop}"))}
                 """;
             log.WriteLine(figures);
@@ -182,7 +187,7 @@ public partial class RollingRestartTests(ITestOutputHelper log)
         return -1;
     }
 
-    private static string Line(ServerProcess server, string text) => server.Output.Single(line => line.Contains(text, StringComparison.Ordinal));
+    private static string Line(ServerProcess server, string text) => server.Output.SingleOrDefault(line => line.Contains(text, StringComparison.Ordinal)) ?? $"(no '{text}' line)";
 
     // HAProxy's tcplog lines for sessions of the frontend; every one must parse.
     private static List<Session> Sessions(IEnumerable<string> lines)
