@@ -103,7 +103,9 @@ internal sealed class HaproxyProcess : IAsyncDisposable
             ("server tiny1 127.0.0.1:40001 port 40101", $"server tiny1 127.0.0.1:{firstServer.Port} port {firstServer.HealthPort}"),
             ("server tiny2 127.0.0.1:40002 port 40102", $"server tiny2 127.0.0.1:{secondServer.Port} port {secondServer.HealthPort}"),
             ("maxconn 4096", "maxconn 1000"),
-            ("backend tinyservers\n", $"backend tinyservers\n    source {source}\n"),
+            // The section header only: "default_backend tinyservers" in the frontend ends the same way, and a source
+            // there is ignored with a warning.
+            ("\nbackend tinyservers\n", $"\nbackend tinyservers\n    source {source}\n"),
         ];
         foreach ((string from, string to) in edits)
         {
