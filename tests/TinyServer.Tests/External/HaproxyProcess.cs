@@ -15,11 +15,13 @@ internal sealed class HaproxyProcess : IAsyncDisposable
     private readonly List<string> _output = [];
     private readonly Task _pump;
     private readonly string _config;
+    private readonly string _statsSocket;
 
-    private HaproxyProcess(Process process, string config, int port)
+    private HaproxyProcess(Process process, string config, string statsSocket, int port)
     {
         _process = process;
         _config = config;
+        _statsSocket = statsSocket;
         Port = port;
         _process.StandardInput.Close();
         _pump = Task.WhenAll(PumpAsync(process.StandardOutput), PumpAsync(process.StandardError));
@@ -48,9 +50,11 @@ internal sealed class HaproxyProcess : IAsyncDisposable
         for (int attempt = 1; ; attempt++)
         {
             int port = FreePort();
-            string config = Path.Combine(Path.GetTempPath(), $"tinyserver-haproxy-{Guid.NewGuid():N}.cfg");
-            await File.WriteAllTextAsync(config, Substitute(template, source, port, firstServer, secondServer));
-            var started = new HaproxyProcess(ProcessRunner.Start(haproxy, ["-f", config, "-db"]), config, port);
+            string name = Path.Combine(Path.GetTempPath(), $"tinyserver-haproxy-{Guid.NewGuid():N}");
+            string config = name + ".cfg";
+            string statsSocket = name + ".sock";
+            await File.WriteAllTextAsync(config, Substitute(template, source, port, statsSocket, firstServer, secondServer));
+            var started = new HaproxyProcess(ProcessRunner.Start(haproxy, ["-f", config, "-db"]), config, statsSocket, port);
             if (await started.ListensAsync() || attempt == 3)
             {
                 Assert.False(started._process.HasExited, $"haproxy exited: {string.Join('\n', started.Output)}");
@@ -75,6 +79,35 @@ internal sealed class HaproxyProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// <c>show stat</c> on the stats socket: one row per proxy and server, keyed by the CSV header's names (<c>pxname</c>,
+    /// <c>svname</c>, <c>econ</c>, <c>wretr</c>, <c>wredis</c>, <c>cli_abrt</c>, <c>srv_abrt</c>, ...: section 9.1 of the
+    /// management guide). Counters, not log lines: nothing is dropped.
+    /// </summary>
+    public async Task<List<Dictionary<string, string>>> StatsAsync()
+    {
+        string[] lines = (await CommandAsync("show stat")).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        string[] names = lines[0].TrimStart('#', ' ').Split(',');
+        return [.. lines.Skip(1).Select(line => names.Zip(line.Split(',')).ToDictionary(pair => pair.First, pair => pair.Second, StringComparer.Ordinal))];
+    }
+
+    /// <summary>A field of <c>show info</c>, e.g. <c>DroppedLogs</c>.</summary>
+    public async Task<string> InfoAsync(string field)
+    {
+        string line = (await CommandAsync("show info")).Split('\n').Single(line => line.StartsWith(field + ":", StringComparison.Ordinal));
+        return line[(field.Length + 1)..].Trim();
+    }
+
+    private async Task<string> CommandAsync(string command)
+    {
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(_statsSocket)).WaitAsync(Timeouts.Read);
+        await using var stream = new NetworkStream(socket, ownsSocket: false);
+        await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes(command + "\n")).AsTask().WaitAsync(Timeouts.Read);
+        using var reader = new StreamReader(stream);
+        return await reader.ReadToEndAsync().WaitAsync(Timeouts.Read); // haproxy closes after one command
+    }
+
     public async ValueTask DisposeAsync()
     {
         try
@@ -91,18 +124,19 @@ internal sealed class HaproxyProcess : IAsyncDisposable
         {
             _process.Dispose();
             File.Delete(_config);
+            File.Delete(_statsSocket);
         }
     }
 
     // The lines of deploy/haproxy.cfg that name addresses, rewritten; each must be there, so the file and the tests stay in step.
-    private static string Substitute(string template, string source, int port, (int Port, int HealthPort) firstServer, (int Port, int HealthPort) secondServer)
+    private static string Substitute(string template, string source, int port, string statsSocket, (int Port, int HealthPort) firstServer, (int Port, int HealthPort) secondServer)
     {
         (string From, string To)[] edits =
         [
             ("bind 127.0.0.1:40000", $"bind 127.0.0.1:{port}"),
             ("server tiny1 127.0.0.1:40001 port 40101", $"server tiny1 127.0.0.1:{firstServer.Port} port {firstServer.HealthPort}"),
             ("server tiny2 127.0.0.1:40002 port 40102", $"server tiny2 127.0.0.1:{secondServer.Port} port {secondServer.HealthPort}"),
-            ("maxconn 4096", "maxconn 1000"),
+            ("maxconn 4096", $"maxconn 1000\n    stats socket {statsSocket} mode 600 level user"),
             // The section header only: "default_backend tinyservers" in the frontend ends the same way, and a source
             // there is ignored with a warning.
             ("\nbackend tinyservers\n", $"\nbackend tinyservers\n    source {source}\n"),

@@ -35,6 +35,9 @@ public partial class RollingRestartTests(ITestOutputHelper log)
     /// <summary>Connections that never end on their own: each restart ends those on the instance with ERROR SHUTTING_DOWN.</summary>
     private const int SteadyConnections = 4;
 
+    /// <summary>HAProxy's <c>show stat</c> counters reported: connection errors, retries, redispatches, aborts by client and server.</summary>
+    private static readonly string[] Counters = ["econ", "wretr", "wredis", "cli_abrt", "srv_abrt"];
+
     [Theory]
     [InlineData("epoll")]
     [InlineData("sockets")]
@@ -98,12 +101,15 @@ public partial class RollingRestartTests(ITestOutputHelper log)
             LoadResult churned = await churn.ResultAsync();
             LoadResult steadied = await steady.ResultAsync();
             IReadOnlyList<string> haproxyLog = haproxy.Output;
+            List<Dictionary<string, string>> stats = [.. (await haproxy.StatsAsync()).Where(row => row["pxname"] == "tinyservers")];
+            string droppedLogs = await haproxy.InfoAsync("DroppedLogs");
             List<Session> sessions = Sessions(haproxyLog);
             string counts = string.Join(", ", sessions.GroupBy(s => s.State).OrderBy(g => g.Key, StringComparer.Ordinal).Select(g => $"\"{g.Key}\" {g.Count()}"));
             string figures = $"""
                 {transport}: churn {churned.Summary}
                 {transport}: steady {steadied.Summary}
                 {transport}: HAProxy sessions {sessions.Count} (tiny1 {sessions.Count(s => s.Server == "tiny1")}, tiny2 {sessions.Count(s => s.Server == "tiny2")}), termination states {counts}, redispatched {sessions.Count(s => s.Retries > 0)}
+                {transport}: HAProxy counters {string.Join("; ", stats.Select(row => $"{row["svname"]}: sessions {row["stot"]}, {string.Join(", ", Counters.Select(name => $"{name} {row[name]}"))}"))}; log lines dropped {droppedLogs}
                 {transport}: both restarts done {restartsTook.TotalSeconds:F1} s into the {LoadSeconds} s load
                 {string.Join('\n', stops.Select(stop => $"{transport}: {stop}"))}
                 """;
@@ -129,6 +135,11 @@ public partial class RollingRestartTests(ITestOutputHelper log)
             // means a server refused a connection that HAProxy then sent to the other: the drain delay must keep all of
             // these from happening (without it, a run here had 1998 sessions redispatched, still with 0 errors).
             Assert.All(sessions, s => Assert.True((s.State == "--" || s.State[0] == 'C') && s.Server is "tiny1" or "tiny2" && s.Retries == 0, $"{s.Line}\n{context}"));
+            // HAProxy's own counters for the backend and each server (its log may drop lines under load: DroppedLogs):
+            // no connection error (a refused connect), retry, redispatch, or transfer aborted by a server; client aborts only
+            // as many as the load generators hold connections (their closes at the end of the run, as below).
+            Assert.All(stats, row => Assert.All(Counters.Where(name => name != "cli_abrt"), name => Assert.True(row[name] is "0" or "", $"{row["svname"]} {name} {row[name]}\n{context}")));
+            Assert.True(long.Parse(stats.Single(row => row["svname"] == "BACKEND")["cli_abrt"], CultureInfo.InvariantCulture) <= ChurnConnections + SteadyConnections, context);
             Assert.DoesNotContain(haproxyLog, line => line.Contains(" config : ", StringComparison.Ordinal)); // deploy/haproxy.cfg as rewritten: no warning
             List<Session> aborted = [.. sessions.Where(s => s.State[0] == 'C')];
             Assert.True(aborted.Count <= ChurnConnections + SteadyConnections, context);
