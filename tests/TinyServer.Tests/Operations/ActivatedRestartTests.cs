@@ -12,16 +12,18 @@ namespace TinyServer.Tests.Operations;
 /// <summary>
 /// Issue 11, test (a): a socket-activated restart under load loses nothing. The test plays systemd: it binds the
 /// listening socket once and passes it to instance A, runs the load generator (a real process) against it, starts
-/// instance B on the same socket (both accept from it while both run), SIGTERMs A, and SIGTERMs B once the load is
-/// over. A's connections end with ERROR SHUTTING_DOWN; the load generator dials again, lands on B and resends what
-/// the notice answered.
+/// instance B on the same socket (both accept from it while both run), SIGTERMs A; then the same from B to C; and
+/// SIGTERMs C once the load is over. A stopping instance's connections end with ERROR SHUTTING_DOWN; the load
+/// generator dials again, lands on the next instance and resends what the notice answered.
 /// </summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
-[Collection(nameof(Alone))] // Two servers and a load run: timing-sensitive on a busy machine.
+[Collection(nameof(Alone))] // Two servers at a time and a load run: timing-sensitive on a busy machine.
 [Trait("Tier", "load")]
 public partial class ActivatedRestartTests(ITestOutputHelper log)
 {
     private const int Connections = 20;
+    private const int Restarts = 2;
+    private const int Duration = 10;
 
     [Theory]
     [InlineData("epoll")]
@@ -34,28 +36,35 @@ public partial class ActivatedRestartTests(ITestOutputHelper log)
         int port = ((IPEndPoint)listener.LocalEndPoint!).Port;
         string[] arguments = ["--transport", transport, "--port", "0", "--bind", "127.0.0.1"];
 
-        await using ServerProcess a = await ServerProcess.StartActivatedAsync([listener], ["tinyserver"], arguments);
-        int idle = a.OpenDescriptors();
+        // A serves first; B takes over from A, then C from B: the second restart is of an instance that itself
+        // inherited the socket from one that stopped (whatever A's stop left on the socket, B's connections have).
+        var instances = new List<ServerProcess> { await ServerProcess.StartActivatedAsync([listener], ["tinyserver"], arguments) };
+        var idle = new List<int> { instances[0].OpenDescriptors() }; // Each instance's descriptors before any connection.
         using Process load = ProcessRunner.Start(BuiltPrograms.Dotnet,
             [BuiltPrograms.LoadGenDll, "--port", port.ToString(CultureInfo.InvariantCulture), "-c", Connections.ToString(CultureInfo.InvariantCulture),
-             "-P", "4", "-d", "8", "--reply-timeout", "5", "--connect-timeout", "10", "--json"]);
+             "-P", "4", "-d", Duration.ToString(CultureInfo.InvariantCulture), "--reply-timeout", "5", "--connect-timeout", "10", "--json"]);
         load.StandardInput.Close();
         Task<string> loadOutput = load.StandardOutput.ReadToEndAsync();
         Task<string> loadProgress = load.StandardError.ReadToEndAsync();
-        ServerProcess? b = null;
         try
         {
-            // Every connection of the load is on A (one descriptor each) before B starts.
-            await WaitForAsync(() => a.OpenDescriptors() >= idle + Connections, $"{Connections} connections on A");
-            b = await ServerProcess.StartActivatedAsync([listener], ["tinyserver"], arguments);
-            Assert.False(load.HasExited, "the load ended before A's stop: it must outlast it");
+            for (int restart = 1; restart <= Restarts; restart++)
+            {
+                // Every connection of the load is on the running instance (one descriptor each) before the next starts.
+                ServerProcess old = instances[^1];
+                int before = idle[^1];
+                await WaitForAsync(() => old.OpenDescriptors() >= before + Connections, $"{Connections} connections on instance {restart}");
+                instances.Add(await ServerProcess.StartActivatedAsync([listener], ["tinyserver"], arguments));
+                idle.Add(instances[^1].OpenDescriptors());
+                Assert.False(load.HasExited, $"the load ended before restart {restart}: it must outlast it");
 
-            Assert.Equal(0, await a.StopAsync());
-            Assert.False(load.HasExited, "the load ended during A's stop: it must outlast it");
-            Assert.False(listener.LingerState!.Enabled, "A's stop left SO_LINGER on the shared socket");
+                Assert.Equal(0, await old.StopAsync());
+                Assert.False(load.HasExited, $"the load ended during restart {restart}: it must outlast it");
+                Assert.False(listener.LingerState!.Enabled, $"instance {restart}'s stop left SO_LINGER on the shared socket");
+            }
 
             await load.WaitForExitAsync().WaitAsync(Timeouts.Process);
-            Assert.Equal(0, await b.StopAsync());
+            Assert.Equal(0, await instances[^1].StopAsync());
         }
         finally
         {
@@ -64,32 +73,34 @@ public partial class ActivatedRestartTests(ITestOutputHelper log)
                 load.Kill(entireProcessTree: true);
             }
 
-            if (b is not null)
+            foreach (ServerProcess instance in instances)
             {
-                await b.DisposeAsync();
+                await instance.DisposeAsync();
             }
         }
 
         string json = await loadOutput.WaitAsync(Timeouts.Process);
         string progress = await loadProgress.WaitAsync(Timeouts.Process);
         JsonElement result = JsonSerializer.Deserialize<JsonElement>(json);
-        string context = $"load: {json}\n{progress}\nA:\n{string.Join('\n', a.Output.TakeLast(10))}\nB:\n{string.Join('\n', b.Output.TakeLast(10))}";
+        string[] stopped = [.. instances.Select(i => i.Output.LastOrDefault(l => l.Contains("Stopped after", StringComparison.Ordinal)) ?? "(no Stopped line)")];
+        string context = $"load: {json}\n{progress}\n{string.Join('\n', stopped)}";
         log.WriteLine($"{transport}: {json}");
-        log.WriteLine($"A: {a.Output.LastOrDefault(l => l.Contains("Stopped after", StringComparison.Ordinal))}");
-        log.WriteLine($"B: {b.Output.LastOrDefault(l => l.Contains("Stopped after", StringComparison.Ordinal))}");
+        log.WriteLine(string.Join('\n', stopped));
 
         Assert.True(load.ExitCode == 0, context);
         Assert.True(result.GetProperty("errors").GetInt64() == 0, context);
         Assert.True(result.GetProperty("lost").GetInt64() == 0, context);
         Assert.True(result.GetProperty("requests").GetInt64() > 0, context);
-        // Each of A's connections got ERROR SHUTTING_DOWN and was replaced, on B.
-        Assert.True(result.GetProperty("reconnects").GetInt64() >= Connections, context);
+        // Each restart's connections got ERROR SHUTTING_DOWN and were replaced, on the next instance.
+        Assert.True(result.GetProperty("reconnects").GetInt64() >= Restarts * Connections, context);
 
-        // A drained every connection it had (none aborted); B took A's connections and served them to the end.
-        var stoppedA = Stopped(a);
-        Assert.True(stoppedA.Accepted >= Connections && stoppedA.Drained >= Connections && stoppedA.Aborted == 0, context);
-        var stoppedB = Stopped(b);
-        Assert.True(stoppedB.Accepted >= Connections && stoppedB.Aborted == 0, context);
+        // Each stopped instance drained every connection it had (none aborted); the next one took them over.
+        for (int i = 0; i < instances.Count; i++)
+        {
+            var (accepted, drained, aborted) = Stopped(instances[i]);
+            Assert.True(accepted >= Connections && aborted == 0, context);
+            Assert.True(i == instances.Count - 1 || drained >= Connections, context);
+        }
     }
 
     /// <summary>The numbers of the server's last line, "Stopped after N connections (...): D connections drained, A aborted".</summary>
