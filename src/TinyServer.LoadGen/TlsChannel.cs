@@ -348,12 +348,7 @@ internal sealed class TlsChannel(SslClientAuthenticationOptions options, int cap
 
         int recordEnd = Math.Min(bytes.Length, 5 + ((bytes[3] << 8) | bytes[4]));
         int at = 9 + 2 + 32; // Record header, handshake header, legacy_version, random.
-        if (at >= recordEnd)
-        {
-            return false;
-        }
-
-        at += 1 + bytes[at] + 2 + 1; // legacy_session_id, cipher_suite, legacy_compression_method.
+        at = at < recordEnd ? at + 1 + bytes[at] + 2 + 1 : recordEnd; // legacy_session_id, cipher_suite, legacy_compression_method.
         if (at + 2 > recordEnd)
         {
             return false;
@@ -398,7 +393,6 @@ internal sealed class TlsChannel(SslClientAuthenticationOptions options, int cap
     {
         System.Security.Authentication.AuthenticationException => $"TLS handshake failed: {e.Message.TrimEnd('.')}",
         _ when e.InnerException is SocketException socket => ErrorCounts.Describe(socket.SocketErrorCode),
-        IOException => $"TLS handshake failed: {e.Message.TrimEnd('.')}",
         _ => $"TLS handshake failed: {e.Message.TrimEnd('.')}",
     };
 }

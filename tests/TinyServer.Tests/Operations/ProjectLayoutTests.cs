@@ -28,6 +28,15 @@ public sealed class ProjectLayoutTests
     }
 
     [Fact]
+    public void No_source_file_under_src_is_longer_than_400_lines()
+    {
+        string[] files = [.. Directory.GetFiles(Path.Combine(Root, "src"), "*.cs", SearchOption.AllDirectories)
+            .Where(file => !Relative(file).Split('/').Any(part => part is "obj" or "bin"))];
+        Assert.Contains(files, file => file.EndsWith("LineConnectionHandler.cs", StringComparison.Ordinal));
+        Assert.Empty(files.Where(file => File.ReadAllLines(file).Length > 400).Select(file => $"{Relative(file)}: {File.ReadAllLines(file).Length} lines"));
+    }
+
+    [Fact]
     public void The_image_copies_every_project_the_server_is_built_from()
     {
         string[] lines = File.ReadAllLines(Path.Combine(Root, "deploy", "Dockerfile"));
