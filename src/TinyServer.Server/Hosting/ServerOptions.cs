@@ -141,6 +141,20 @@ public sealed record ServerOptions
     public int TlsHandshakeTimeoutSeconds { get; init; } = 10;
 
     /// <summary>
+    /// Threads that run TLS handshakes and closes at idle CPU priority (<see cref="HandshakeThreads"/>): only when no
+    /// event thread wants the CPU. One per core by default.
+    /// </summary>
+    [Range(1, 256, ErrorMessage = "is not a thread count: use {1}-{2}")]
+    public int TlsHandshakeThreads { get; init; } = Math.Min(Environment.ProcessorCount, 256);
+
+    /// <summary>
+    /// Milliseconds a TLS handshake waits for idle CPU before one thread of normal priority runs it, so that a server
+    /// busy with requests still takes new TLS clients; 0 runs every handshake at normal priority, on that thread.
+    /// </summary>
+    [Range(0, 10_000, ErrorMessage = "is not a wait: use {1}-{2} milliseconds")]
+    public int TlsHandshakeIdleWaitMs { get; init; } = 100;
+
+    /// <summary>
     /// The plain TCP endpoints expect a PROXY protocol header (version 1 or 2) before anything else on every
     /// connection, from <see cref="TrustedProxies"/> only; the connection then has the original client's address.
     /// </summary>

@@ -53,6 +53,10 @@ internal sealed class ServerSettings
 
     public string? TlsHandshakeTimeout { get; set; }
 
+    public string? TlsHandshakeThreads { get; set; }
+
+    public string? TlsHandshakeIdleWait { get; set; }
+
     public string? ProxyProtocol { get; set; }
 
     public string? ProxyHeaderTimeout { get; set; }

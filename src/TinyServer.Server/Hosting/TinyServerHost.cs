@@ -121,6 +121,7 @@ public static class TinyServerHost
         builder.Services.AddSingleton<ConnectionTracker>();
         builder.Services.AddSingleton<ProxyProtocolMiddleware>();
         builder.Services.AddSingleton<TlsGate>();
+        builder.Services.AddSingleton<HandshakeThreads>();
         builder.Services.AddMetrics();
         builder.Services.AddSingleton<ServerMetrics>();
         if (options.MetricsExporter != MetricsExporter.None)

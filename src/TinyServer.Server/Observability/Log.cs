@@ -46,6 +46,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 30, Level = LogLevel.Debug, Message = "TLS connection {ConnectionId} from {Remote} closed: {Reason}")]
     public static partial void TlsClosed(ILogger logger, string connectionId, EndPoint? remote, string reason);
 
+    [LoggerMessage(EventId = 16, Level = LogLevel.Warning, Message = "TLS handshakes run at normal CPU priority: the system refused SCHED_IDLE (errno {Error}); a burst of handshakes will delay the event threads")]
+    public static partial void HandshakePriorityRefused(ILogger logger, int error);
+
     [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "Cannot accept connections on {EndPoint}: {Error}; retrying with a backoff up to 1 s until it works")]
     public static partial void AcceptFailed(ILogger logger, EndPoint endPoint, string error);
 

@@ -18,8 +18,9 @@ namespace TinyServer.Server;
 /// <item>Before the handshake it peeks at the first byte without consuming it. A TLS client's first record is a
 /// handshake (content type 0x16); anything else is plain text (nc, telnet), answered <c>ERROR TLS_REQUIRED</c> in
 /// clear text at once, then closed.</item>
-/// <item>The handshake runs on the thread pool, never on an event thread (<see cref="OffTheLoop"/>): its cryptography
-/// would stall every connection of the loop. The session's reads and writes after it run inline, as plain text's do.</item>
+/// <item>The handshake runs on the <see cref="HandshakeThreads"/>, at idle CPU priority, never on an event thread
+/// (<see cref="OffTheLoop"/>): its cryptography would stall every connection of the loop. The session's reads and
+/// writes after it run inline, as plain text's do; its close runs on the handshake threads too.</item>
 /// <item>Until the handshake is complete, the handshake timeout (counted from the accept) and shutdown close the
 /// connection at once: it holds no request, so nothing is lost, and shutdown does not wait for it.</item>
 /// <item>After the handler, the close_notify alert. A TLS 1.2 client that asked to renegotiate (refused by
@@ -42,10 +43,12 @@ public sealed class TlsGate
     private readonly TimeProvider _time;
     private readonly ILogger<TlsGate> _logger;
     private readonly TimeSpan _handshakeTimeout;
+    private readonly HandshakeThreads _threads;
 
-    public TlsGate(ServerOptions options, ServerMetrics metrics, TimeProvider time, ILogger<TlsGate> logger)
+    public TlsGate(ServerOptions options, ServerMetrics metrics, TimeProvider time, HandshakeThreads threads, ILogger<TlsGate> logger)
     {
         _options = options;
+        _threads = threads;
         _metrics = metrics;
         _time = time;
         _logger = logger;
@@ -99,13 +102,13 @@ public sealed class TlsGate
 
         connection.Features.Set(pending);
         pending.AbortOnEnd(connection);
-        var handshake = new OffTheLoop(connection.Transport);
+        var handshake = new OffTheLoop(connection.Transport, _threads);
         connection.Transport = handshake;
         connection.Features.Set(handshake);
 
         // The handshake's cryptography (a signature, a key exchange: hundreds of µs) would run on the event thread,
-        // which resumed this peek, stalling every connection of the loop: from here on it runs on the thread pool.
-        await Task.Yield();
+        // which resumed this peek, stalling every connection of the loop: from here on it runs on the handshake threads.
+        await _threads.Enter();
         await next(connection);
         if (!pending.Completed)
         {
@@ -125,7 +128,7 @@ public sealed class TlsGate
             await next(connection);
 
             // The close is TLS work too (the alert, then OpenSSL's session freed as Kestrel unwinds): off the event thread.
-            await Task.Yield();
+            await _threads.Enter();
             await CloseNotifyAsync(connection, session.ReadFailure);
         }
         finally
@@ -282,10 +285,10 @@ public sealed class TlsGate
 
     /// <summary>
     /// The connection's own pipes as SslStream reads them. Until the handshake completes, a read that waits resumes on
-    /// the thread pool, not on the event thread that completes it, so that no part of the handshake runs on an event
-    /// loop. After that, reads pass straight through: the session's records are decrypted inline, on the event thread.
+    /// the handshake threads, not on the event thread that completes it, so that no part of the handshake runs on an
+    /// event loop. After that, reads pass straight through: the session's records are decrypted inline, on the event thread.
     /// </summary>
-    private sealed class OffTheLoop(IDuplexPipe transport) : PipeReader, IDuplexPipe
+    private sealed class OffTheLoop(IDuplexPipe transport, HandshakeThreads threads) : PipeReader, IDuplexPipe
     {
         private readonly PipeReader _input = transport.Input;
         private volatile bool _handshaking = true;
@@ -300,7 +303,7 @@ public sealed class TlsGate
         public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
         {
             ValueTask<ReadResult> read = _input.ReadAsync(cancellationToken);
-            return _handshaking && !read.IsCompleted ? ResumeOnThreadPoolAsync(read) : read;
+            return _handshaking && !read.IsCompleted ? ResumeOffTheLoopAsync(read) : read;
         }
 
         public override bool TryRead(out ReadResult result) => _input.TryRead(out result);
@@ -313,10 +316,10 @@ public sealed class TlsGate
 
         public override void Complete(Exception? exception = null) => _input.Complete(exception);
 
-        private static async ValueTask<ReadResult> ResumeOnThreadPoolAsync(ValueTask<ReadResult> read)
+        private async ValueTask<ReadResult> ResumeOffTheLoopAsync(ValueTask<ReadResult> read)
         {
             ReadResult result = await read.ConfigureAwait(false);
-            await Task.Yield(); // No synchronization context here: the rest of the handshake is queued to the thread pool.
+            await threads.Enter(); // The rest of the handshake, up to its next read that waits.
             return result;
         }
     }

@@ -16,7 +16,9 @@ namespace TinyServer.Tests.Endpoints;
 /// TLS handshakes run off the event thread (issue 12): a storm of full handshakes on the TLS port does not stall the
 /// plain-text connections that share the event loop. One event thread, so that every connection shares it; the
 /// plain-text load is the repository's load generator at a fixed rate (latency from each request's intended send
-/// time), measured quiet and then during the storm in the same test.
+/// time), measured quiet and then during the storm in the same test. The handshakes run at idle CPU priority
+/// (<see cref="HandshakeThreads"/>): on 2 cores, where the load generator and the storm's client share the CPU with
+/// the server, handshakes at normal priority take the p99 to 3-4x the quiet one, even from another process.
 /// </summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
 [Collection(nameof(Alone))] // A load run whose p99 is the result: it needs the machine to itself.
@@ -26,23 +28,29 @@ public sealed partial class TlsHandshakeStormTests(ITestOutputHelper output)
     /// <summary>New TLS connections a second during the storm, each a full handshake, its banner, then a close.</summary>
     private const int HandshakesPerSecond = 200;
 
-    /// <summary>The storm's plain-text p99 may be at most this many times the quiet one (issue 12's target is 2).</summary>
-    private const int P99Bound = 4;
+    /// <summary>The storm's plain-text p99 may be at most this many times the quiet one (issue 12).</summary>
+    private const int P99Bound = 2;
 
     /// <summary>How long a storm lasts: it starts <see cref="StormLead"/> before the plain-text run and ends after it.</summary>
-    private const int StormSeconds = 7;
+    private const int StormSeconds = 9;
 
     private static readonly TimeSpan StormLead = TimeSpan.FromSeconds(1.5);
 
     /// <summary>Quiet and stormy measurements, alternating: this many of each.</summary>
-    private const int Phases = 3;
+    private const int Phases = 5;
 
     private static readonly TimeSpan Measurement = TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// Before each measurement: the load generator's first two seconds (a fresh process: the JIT's tiers, the pools)
+    /// have a p99 of 1-5 ms where the steady one is about 300 µs, quiet or not; it would hide what the storm does.
+    /// </summary>
+    private static readonly TimeSpan Warmup = TimeSpan.FromSeconds(3);
 
     [Theory]
     [InlineData("epoll")]
     [InlineData("sockets")]
-    public async Task A_storm_of_200_handshakes_a_second_runs_off_the_event_thread_and_keeps_the_plain_text_p99_within_four_times_the_quiet_p99(string transport)
+    public async Task A_storm_of_200_handshakes_a_second_runs_off_the_event_thread_and_keeps_the_plain_text_p99_within_twice_the_quiet_p99(string transport)
     {
         TestCertificate certificate = TestCertificate.Instance;
         await using ServerProcess server = await ServerProcess.StartAsync(
@@ -77,47 +85,66 @@ public sealed partial class TlsHandshakeStormTests(ITestOutputHelper output)
         }
 
         double rate = rates / Phases;
-        (double process, double onEventThread) = cpu.StormCost(handshakes);
+        (double process, double onEventThread, double atIdlePriority) = cpu.StormCost(handshakes);
         string figures = $"plain-text p99 quiet {string.Join(", ", quiet.Select(p => $"{p:F0}"))} us; during the storm "
             + $"{string.Join(", ", stormy.Select(p => $"{p:F0}"))} us; {handshakes} handshakes ({rate:F0}/s); "
-            + $"the storm cost the server {process:F0} us of CPU a handshake, {onEventThread:F0} us of it on the event thread";
+            + $"the storm cost the server {process:F0} us of CPU a handshake, {onEventThread:F0} us of it on the event thread, "
+            + $"{atIdlePriority:F0} us on the handshake threads at idle priority";
         output.WriteLine(figures);
         Assert.True(rate >= HandshakesPerSecond * 0.75, $"the storm fell short: {figures}");
 
         // What the storm added to the event thread's CPU time, against what it added to the whole server's: a
         // handshake on the event thread puts nearly all of its cost there. Not timing: this holds on a busy machine.
         Assert.True(onEventThread < process / 4, $"the handshakes ran on the event thread: {figures}");
-        // Issue 12 asks for 2x. On a quiet 2-core machine the storm's p99 is 2.2 to 2.7x the quiet one: the handshakes
-        // run off the event thread (asserted above) but share the two cores with it. 4x guards what is done; the 2x
-        // target is open in issue 12 (README, "Performance").
         Assert.True(Median(stormy) <= P99Bound * Median(quiet), $"the handshakes stalled the event loop: {figures}");
     }
 
-    /// <summary>The server's CPU time (all threads, and its event thread) in quiet and in stormy phases.</summary>
+    /// <summary>The server's CPU time (all threads, its event thread, its idle handshake threads) in quiet and in stormy phases.</summary>
     private sealed class Cpu(int process, string eventThread)
     {
-        private readonly double[] _process = new double[2];
-        private readonly double[] _eventThread = new double[2];
+        private readonly double[,] _seconds = new double[2, 3];
 
         public async Task<double> MeasureAsync(bool stormy, Func<Task<double>> phase)
         {
-            (double process, double thread) before = Read();
+            double[] before = Read();
             double result = await phase();
-            (double process, double thread) after = Read();
-            _process[stormy ? 1 : 0] += after.process - before.process;
-            _eventThread[stormy ? 1 : 0] += after.thread - before.thread;
+            double[] after = Read();
+            for (int i = 0; i < 3; i++)
+            {
+                _seconds[stormy ? 1 : 0, i] += after[i] - before[i];
+            }
+
             return result;
         }
 
         /// <summary>Microseconds of CPU a handshake: stormy phases less quiet ones (the same plain-text load in both).</summary>
-        public (double Process, double EventThread) StormCost(int handshakes) =>
-            ((_process[1] - _process[0]) * 1e6 / handshakes, (_eventThread[1] - _eventThread[0]) * 1e6 / handshakes);
+        public (double Process, double EventThread, double HandshakeThreads) StormCost(int handshakes) =>
+            (Cost(0, handshakes), Cost(1, handshakes), Cost(2, handshakes));
 
-        private (double Process, double Thread) Read()
+        private double Cost(int i, int handshakes) => (_seconds[1, i] - _seconds[0, i]) * 1e6 / handshakes;
+
+        /// <summary>The process's CPU seconds, its event thread's, and those of its threads at idle priority.</summary>
+        private double[] Read()
         {
-            string thread = Directory.GetDirectories($"/proc/{process}/task")
-                .Single(task => File.ReadAllText(Path.Combine(task, "comm")).TrimEnd('\n') == eventThread);
-            return (Seconds($"/proc/{process}/stat"), Seconds(Path.Combine(thread, "stat")));
+            string[] tasks = Directory.GetDirectories($"/proc/{process}/task");
+            static string Name(string task)
+            {
+                try
+                {
+                    return File.ReadAllText(Path.Combine(task, "comm")).TrimEnd('\n');
+                }
+                catch (IOException)
+                {
+                    return ""; // A thread-pool thread that ended meanwhile.
+                }
+            }
+
+            return
+            [
+                Seconds($"/proc/{process}/stat"),
+                Seconds(Path.Combine(tasks.Single(task => Name(task) == eventThread), "stat")),
+                tasks.Where(task => Name(task) == "TLS handshakes").Sum(task => Seconds(Path.Combine(task, "stat"))),
+            ];
         }
 
         /// <summary>utime + stime of a /proc stat file, in seconds (clock ticks of 1/100 s).</summary>
@@ -135,7 +162,7 @@ public sealed partial class TlsHandshakeStormTests(ITestOutputHelper output)
     {
         ProcessResult load = await ProcessRunner.RunAsync(BuiltPrograms.Dotnet,
             [BuiltPrograms.LoadGenDll, "--port", server.Port.ToString(CultureInfo.InvariantCulture), "-c", "50", "--rate", "2000",
-             "--warmup", "1", "-d", Measurement.TotalSeconds.ToString(CultureInfo.InvariantCulture), "--reply-timeout", "5", "--json"]);
+             "--warmup", Warmup.TotalSeconds.ToString(CultureInfo.InvariantCulture), "-d", Measurement.TotalSeconds.ToString(CultureInfo.InvariantCulture), "--reply-timeout", "5", "--json"]);
         Assert.Equal(0, load.ExitCode);
         using JsonDocument result = JsonDocument.Parse(load.StandardOutput);
         Assert.Equal(0, result.RootElement.GetProperty("errors").GetInt64());
@@ -144,10 +171,10 @@ public sealed partial class TlsHandshakeStormTests(ITestOutputHelper output)
 
     /// <summary>
     /// Full TLS 1.3 handshakes (no resumption), <see cref="HandshakesPerSecond"/> a second, evenly paced, for
-    /// <paramref name="seconds"/>; each reads the banner, then closes. One thread of its own, at the lowest CPU priority
-    /// (nice 19): a .NET client spends about twice the server's CPU on a handshake, and on a 2-core machine the storm's
+    /// <paramref name="seconds"/>; each reads the banner, then closes. One thread of its own, at idle CPU priority
+    /// (SCHED_IDLE): a .NET client spends about twice the server's CPU on a handshake, and on a 2-core machine the storm's
     /// client side would otherwise take the CPU from the server's event thread and the plain-text load generator, and
-    /// measure the test machine rather than the server.
+    /// measure the test machine rather than the server (nice 19 is not enough: the scheduler lets it finish its slice).
     /// </summary>
     private static Task<(int Handshakes, double PerSecond)> StormAsync(IPEndPoint tls, int seconds)
     {
@@ -156,7 +183,8 @@ public sealed partial class TlsHandshakeStormTests(ITestOutputHelper output)
         {
             try
             {
-                _ = SetPriority(0, GetThreadId(), 19); // PRIO_PROCESS with a thread id: this thread only.
+                int idle = 0;
+                Assert.Equal(0, SetScheduler(0, 5, ref idle)); // SCHED_IDLE, this thread only.
                 var clock = Stopwatch.StartNew();
                 var length = TimeSpan.FromSeconds(seconds);
                 int handshakes = 0;
@@ -199,11 +227,8 @@ public sealed partial class TlsHandshakeStormTests(ITestOutputHelper output)
         Assert.True(stream.Read(new byte[64]) > 0, "no banner after the handshake");
     }
 
-    [DllImport("libc", EntryPoint = "setpriority", SetLastError = true)]
-    private static extern int SetPriority(int which, int who, int priority);
-
-    [DllImport("libc", EntryPoint = "gettid")]
-    private static extern int GetThreadId();
+    [DllImport("libc", EntryPoint = "sched_setscheduler", SetLastError = true)]
+    private static extern int SetScheduler(int pid, int policy, ref int priority);
 
     [GeneratedRegex(@"Listening on 127\.0\.0\.1:(\d+) \(TLS\)$")]
     private static partial Regex TlsPort();
