@@ -49,13 +49,17 @@
 #   TLS_MODES="unpinned"       pinning modes of the TLS rows, as MODES
 #   TLS_HANDSHAKE_CLIENTS=2    openssl s_time -new clients at once for the handshake rate; 0 skips it
 #   TLS_ROUNDS=1               rounds of all TLS points, interleaved; the report gives medians
+#   TLS_LOADGEN=1              TinyServer.LoadGen too, at every TLS 1.3 point, both servers (0 skips): requests, and
+#                              new sessions of one request each, full handshakes and resumed (TLS 1.3 tickets)
+#   TLS_HANDSHAKE_CONNS=16     TinyServer.LoadGen's connections at once for its handshake rows
+#   TLS_HOLD=2000              idle TLS sessions held (by TinyServer.LoadGen) for memory per idle TLS connection; 0 skips
 #   TLS_OUT=$OUT-tls           writes $TLS_OUT.md and $TLS_OUT.svg
 #   RUN_NOTE=""                a sentence for the notes of both reports, e.g. what else the machine was doing
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 for name in CONNS PIPELINES MODES LOADGENS SKIP SERVER_ENV SERVER_DIR BUILD PLAIN TLS_CERTS TLS_LOADS TLS12_LOADS TLS_MODES \
-    TLS_HANDSHAKE_CLIENTS TLS_ROUNDS; do
+    TLS_HANDSHAKE_CLIENTS TLS_ROUNDS TLS_LOADGEN TLS_HANDSHAKE_CONNS TLS_HOLD; do
     [[ -n ${!name:-} ]] && export "${name}_SET=1"
 done
 [[ -n ${TLS12_LOADS+set} ]] && export TLS12_LOADS_SET=1 # "" is a choice: no TLS 1.2 point
@@ -87,6 +91,9 @@ TLS12_LOADS=${TLS12_LOADS-"50x1"}
 TLS_MODES=${TLS_MODES:-unpinned}
 TLS_HANDSHAKE_CLIENTS=${TLS_HANDSHAKE_CLIENTS:-2}
 TLS_ROUNDS=${TLS_ROUNDS:-1}
+TLS_LOADGEN=${TLS_LOADGEN:-1}
+TLS_HANDSHAKE_CONNS=${TLS_HANDSHAKE_CONNS:-16}
+TLS_HOLD=${TLS_HOLD:-2000}
 TLS_OUT=${TLS_OUT:-$OUT-tls}
 [[ $BUILD == aot || $BUILD == jit ]] || { echo "[compare] error: BUILD must be aot or jit" >&2; exit 1; }
 read -ra SERVER_ENV_ARGS <<<"$SERVER_ENV" # NAME=VALUE words, for env
@@ -105,6 +112,9 @@ done
 for mode in $TLS_MODES; do [[ $mode == pinned || $mode == unpinned ]] || die "TLS_MODES: '$mode' is not pinned or unpinned"; done
 [[ $TLS_HANDSHAKE_CLIENTS =~ ^[0-9]+$ && $TLS_HANDSHAKE_CLIENTS -le 64 ]] || die "TLS_HANDSHAKE_CLIENTS must be 0 to 64"
 [[ $TLS_ROUNDS =~ ^[0-9]+$ && $TLS_ROUNDS -ge 1 && $TLS_ROUNDS -le 20 ]] || die "TLS_ROUNDS must be 1 to 20"
+[[ $TLS_LOADGEN == [01] ]] || die "TLS_LOADGEN is 0 or 1"
+[[ $TLS_HANDSHAKE_CONNS =~ ^[0-9]+$ && $TLS_HANDSHAKE_CONNS -ge 1 && $TLS_HANDSHAKE_CONNS -le 1000 ]] || die "TLS_HANDSHAKE_CONNS must be 1 to 1000"
+[[ $TLS_HOLD =~ ^[0-9]+$ && $TLS_HOLD -le 15000 ]] || die "TLS_HOLD must be 0 to 15000"
 [[ $PLAIN == 1 || $TLS == 1 || $EXTRAS == 1 ]] || die "PLAIN=0, TLS=0 and EXTRAS=0: nothing to run"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 [[ $(ulimit -n) -ge $((HOLD + 200)) ]] || die "ulimit -n is $(ulimit -n): raise the hard limit to hold $HOLD connections"
@@ -185,7 +195,7 @@ if [[ $TLS == 1 ]]; then
     mkdir -p "$(dirname "$TLS_OUT")"
     OPENSSL_VERSION=$(openssl version | cut -d' ' -f2)
     TLS_NOTES_TEXT=$(printf '%s\n' "${TLS_NOTES[@]+"${TLS_NOTES[@]}"}")
-    export TLS_RUNS TLS_OUT TLS_CERTS TLS_LOADS TLS12_LOADS TLS_MODES TLS_HANDSHAKE_CLIENTS TLS_ROUNDS TLS_LOAD_BEFORE TLS_LOAD_AFTER \
+    export TLS_RUNS TLS_LG_RUNS TLS_MEMORY TLS_LOADGEN TLS_HANDSHAKE_CONNS TLS_HOLD TLS_OUT TLS_CERTS TLS_LOADS TLS12_LOADS TLS_MODES TLS_HANDSHAKE_CLIENTS TLS_ROUNDS TLS_LOAD_BEFORE TLS_LOAD_AFTER \
         TLS_NOTES_TEXT OPENSSL_VERSION PLAIN EXTRAS
     python3 "$tmp/report_tls.py"
     say "wrote $TLS_OUT.md and $TLS_OUT.svg"

@@ -20,7 +20,7 @@ build_binaries() {
         [[ -x $SERVER_DIR/TinyServer.Server ]] || die "SERVER_DIR: no TinyServer.Server in $SERVER_DIR"
         say "the server is $SERVER_DIR"
     fi
-    if [[ $PLAIN == 1 && " $LOADGENS " == *" dotnet "* ]]; then
+    if [[ ($PLAIN == 1 && " $LOADGENS " == *" dotnet "*) || ($TLS == 1 && $TLS_LOADGEN == 1) ]]; then
         say "building Release (src/TinyServer.LoadGen)"
         dotnet build -c Release --nologo -v quiet src/TinyServer.LoadGen/TinyServer.LoadGen.csproj >>"$tmp/build.log" 2>&1 \
             || { tail -30 "$tmp/build.log" >&2; die "build failed"; }

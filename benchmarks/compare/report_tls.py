@@ -90,11 +90,21 @@ md.append(f"- Handshakes: {clients} `openssl s_time -connect 127.0.0.1:P -new -t
           "handshake, sending no request and reading nothing (the same for both servers; TinyServer's banner is not read). "
           "Handshakes/s: all clients' handshakes over the wall time; mean ms: one handshake as a client sees it; server CPU "
           "over the whole run divided by the handshakes. s_time measures no percentiles. The C reference handshakes before "
-          "its window, and TinyServer.LoadGen refuses `--tls --requests-per-session`, so s_time, a neutral client, is the "
-          "referee for both servers.")
+          "its window, so s_time, a neutral client, is the referee for both servers' handshakes; TinyServer.LoadGen's "
+          "handshake rows (below) add a request per session and resumed handshakes.")
 md.append(f"- Pinning: {E['TLS_MODES']} (pinned: server on CPU 0, load generator on CPU 1; unpinned: no affinity). "
           + (f"Medians of {rounds} interleaved rounds." if rounds > 1 else "One round: single runs, not medians."))
-md.append("- TinyServer.LoadGen is not in these tables: its TLS driver refuses `--redis` (issue 12, item 1).")
+lg_on = E.get("TLS_LOADGEN") == "1"
+if lg_on:
+    md.append(f"- TinyServer.LoadGen (the repository's load generator, JIT) at every TLS 1.3 point, against both servers "
+              f"in the same rounds: `--tls --insecure -c C -P P -d {E['DURATION']} --warmup 1 --json` (Redis: `--redis`); "
+              f"its handshake rows are new sessions of one request each (`--requests-per-session 1`, "
+              f"{E['TLS_HANDSHAKE_CONNS']} connections at once), full, or resumed with the server's TLS 1.3 tickets "
+              "(`--tls-resume`, host `localhost`: .NET resumes only for a server name). Server CPU over its measured window.")
+    if int(E.get("TLS_HOLD", "0")) > 0:
+        md.append(f"- Memory per idle TLS connection: a fresh server, {int(E['TLS_HOLD']):,} TLS 1.3 sessions opened by "
+                  "TinyServer.LoadGen (`--tls -c N --rate 1`: one request a second among them all), the server's RSS "
+                  "before and while they are held (once all are established on the server's side), divided by the sessions.")
 for n in filter(None, E.get("TLS_NOTES_TEXT", "").split("\n")):
     md.append(f"- {n}")
 md.append("")
@@ -130,6 +140,72 @@ if hs:
         md.append(f"| {k[0]} | {certname[k[1]]} | {k[2]} | {k[3]} | {fmt_rate(tt[0])} | {ms(tt[1])} | {fmt_cpu(tt[5])} "
                   f"| {fmt_rate(rr[0])} | {ms(rr[1])} | {fmt_cpu(rr[5])} | {ratio(tt[0], rr[0])}{problems(t, r)} "
                   f"| {ratio(tt[5], rr[5])} |")
+    md.append("")
+lg_rows = [l.rstrip("\n").split("\t") for l in open(E["TLS_LG_RUNS"]) if l.strip()] if lg_on else []
+lg, lg_keys = {}, []
+for mode, cert, proto, c, p, server, kind, rate, p50, p99, errors, cpu, client, _round in lg_rows:
+    k = (mode, cert, proto, int(c), p, kind)
+    if k not in lg_keys:
+        lg_keys.append(k)
+    lg.setdefault(k + (server,), []).append((rate, p50, p99, errors, cpu, client))
+lg = {k: (median(r[0] for r in v), median(r[2] for r in v), sum(int(r[3]) for r in v if r[3].isdigit()),
+          sum(1 for r in v if r[3] == "fail"), median(r[4] for r in v), median(r[5] for r in v)) for k, v in lg.items()}
+
+def lg_problems(t, r):
+    out = [f"{n} errors: {d[2]}" for n, d in (("TinyServer", t), ("Redis", r)) if d and d[2]]
+    out += [f"{n}: {d[3]} run(s) failed" for n, d in (("TinyServer", t), ("Redis", r)) if d and d[3]]
+    return f" ({'; '.join(out)})" if out else ""
+
+lg_req = [k for k in lg_keys if k[5] == "requests"]
+if lg_req:
+    md.append("## Requests over TLS, by TinyServer.LoadGen")
+    md.append("")
+    md.append("| Pinning | Certificate | Connections | Pipeline | TinyServer requests/s | p99 µs | LoadGen / C reference "
+              "| Redis requests/s | p99 µs | LoadGen / C reference | TinyServer / Redis | LoadGen CPU µs/request | TinyServer CPU µs/request |")
+    md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for k in lg_req:
+        t, r = lg.get(k + ("tinyserver",)), lg.get(k + ("redis",))
+        tt, rr = t or (None,) * 6, r or (None,) * 6
+        ct, cr = data.get(k[:5] + ("tinyserver",)), data.get(k[:5] + ("redis",))
+        md.append(f"| {k[0]} | {certname[k[1]]} | {k[3]:,} | {k[4]} | {fmt_rate(tt[0])} | {fmt_us(tt[1])} | {ratio(tt[0], ct and ct[0])} "
+                  f"| {fmt_rate(rr[0])} | {fmt_us(rr[1])} | {ratio(rr[0], cr and cr[0])} | {ratio(tt[0], rr[0])}{lg_problems(t, r)} "
+                  f"| {fmt_cpu(tt[5])} | {fmt_cpu(tt[4])} |")
+    md.append("")
+    md.append("LoadGen / C reference: TinyServer.LoadGen's requests/s against the C reference's at the same point and server "
+              "(table above). LoadGen CPU: the load generator's own CPU time per request, against TinyServer's server CPU.")
+    md.append("")
+lg_hs = [k for k in lg_keys if k[5] != "requests"]
+if lg_hs:
+    md.append("## Handshakes, by TinyServer.LoadGen")
+    md.append("")
+    md.append("| Pinning | Certificate | Handshake | Connections | TinyServer handshakes/s | CPU µs/handshake "
+              "| Redis handshakes/s | CPU µs/handshake | TinyServer / Redis: handshakes/s | CPU/handshake |")
+    md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for k in lg_hs:
+        t, r = lg.get(k + ("tinyserver",)), lg.get(k + ("redis",))
+        tt, rr = t or (None,) * 6, r or (None,) * 6
+        md.append(f"| {k[0]} | {certname[k[1]]} | {k[5]} (TLS 1.3) | {k[3]} | {fmt_rate(tt[0])} | {fmt_cpu(tt[4])} "
+                  f"| {fmt_rate(rr[0])} | {fmt_cpu(rr[4])} | {ratio(tt[0], rr[0])}{lg_problems(t, r)} | {ratio(tt[4], rr[4])} |")
+    md.append("")
+    md.append("Each handshake here is a new connection, its handshake, one request and its reply, then QUIT; the server's "
+              "CPU per handshake includes that request and the close.")
+    md.append("")
+mem = [l.rstrip("\n").split("\t") for l in open(E["TLS_MEMORY"]) if l.strip()] if lg_on else []
+if mem:
+    md.append("## Memory per idle TLS connection")
+    md.append("")
+    md.append("| Certificate | TinyServer KiB per connection | Redis KiB per connection | TinyServer / Redis | sessions held |")
+    md.append("|---|---:|---:|---:|---|")
+    per = {}
+    for cert, server, before, during, held in mem:
+        try:
+            per[(cert, server)] = ((float(during) - float(before)) / int(held), held)
+        except (ValueError, ZeroDivisionError):
+            per[(cert, server)] = (None, held)
+    for cert in E["TLS_CERTS"].split():
+        t, r = per.get((cert, "tinyserver"), (None, "-")), per.get((cert, "redis"), (None, "-"))
+        kib = lambda v: "-" if v is None else f"{v:.2f}"
+        md.append(f"| {certname[cert]} | {kib(t[0])} | {kib(r[0])} | {ratio(t[0], r[0])} | {t[1]} / {r[1]} |")
     md.append("")
 open(E["TLS_OUT"] + ".md", "w").write("\n".join(md))
 
