@@ -9,9 +9,10 @@
 # (--redis mode for Redis) and, when ../shared/tools/loadgen exists, with the C reference load generator, at every
 # connections x pipeline of the matrix, with server and load generator pinned to different CPUs and unpinned. Then the
 # same over TLS, both servers with the same certificate (ECDSA P-256, RSA 2048), driven by the C reference built with
-# TLS, plus full handshakes per second with openssl s_time. Then it measures idle memory per held connection and
+# TLS, plus full handshakes per second with openssl s_time, and TinyServer.LoadGen over TLS (requests, full and resumed
+# handshakes, memory per idle TLS connection). Then it measures idle memory per held connection and
 # startup time to the first accepted connection of both servers, and writes $OUT.md (a markdown table), $OUT.svg (a
-# plot), $TLS_OUT.md and $TLS_OUT.svg. Every load run is bounded in time; every process it starts is stopped on exit.
+# plot), $TLS_OUT.md and $TLS_OUT.svg; $OUT.md gets the TLS tables of the same run too. Every load run is bounded in time; every process it starts is stopped on exit.
 # See benchmarks/README.md.
 #
 # This file is the driver: settings, prerequisites, the exit trap, and the order of the steps. The steps are in
@@ -200,4 +201,9 @@ if [[ $TLS == 1 ]]; then
     python3 "$tmp/report_tls.py"
     say "wrote $TLS_OUT.md and $TLS_OUT.svg"
     cat "$TLS_OUT.md"
+    if [[ $PLAIN == 1 || $EXTRAS == 1 ]]; then # the TLS tables in $OUT.md too, from the same run: one page for both
+        { printf '\n# Over TLS, in the same run\n\nHow it was measured: [%s.md](%s.md).\n\n' "$(basename "$TLS_OUT")" "$(basename "$TLS_OUT")"
+          sed -n '/^## /,$p' "$TLS_OUT.md" | sed 's/^## /### /'; } >>"$OUT.md"
+        say "appended the TLS tables to $OUT.md"
+    fi
 fi
