@@ -1,7 +1,7 @@
 # Writes $OUT.md (a markdown table) and $OUT.svg (a plot) from the tab-separated files compare.sh
 # wrote ($RUNS, $MEMORY, $STARTUP) and the environment it exports. python3 standard library only.
-import os, math, platform, time
-from html import escape
+import os, platform, time
+from svgplot import LogBars
 
 E = os.environ
 runs = [l.rstrip("\n").split("\t") for l in open(E["RUNS"]) if l.strip()]
@@ -121,53 +121,25 @@ for k in keys:
     g = (k[2], k[3])
     if g not in groups:
         groups.append(g)
-vals = [num(v[0]) for v in data.values() if num(v[0])]
-lo = 10 ** math.floor(math.log10(min(vals))) if vals else 1
-hi = 10 ** math.ceil(math.log10(max(vals))) if vals else 10
-W, PH, top, left, right = 960, 300, 70, 80, 20
-H = top + len(modes) * (PH + 70) + 20
-gw = (W - left - right) / max(1, len(groups))
-bw = min(28, gw * 0.75 / max(1, len(series)))
-svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
-       f'<rect width="{W}" height="{H}" fill="white"/>',
-       f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="16">TinyServer and Redis, ECHO hello, requests/s (log scale)</text>',
-       f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle" fill="#555">under each group: TinyServer / Redis requests/s, '
-       f'for each load generator in the order of the legend</text>']
-lx = left
-for lg, s in series:
-    label = f"{'TinyServer' if s == 'tinyserver' else 'Redis'}, {lgname[lg]}"
-    svg.append(f'<rect x="{lx}" y="36" width="12" height="12" fill="{colors[(lg, s)]}"/>')
-    svg.append(f'<text x="{lx + 16}" y="46">{escape(label)}</text>')
-    lx += 16 + 7.2 * len(label) + 20
-def y_of(v, y0):
-    return y0 + PH - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * PH
+plot = LogBars([num(v[0]) for v in data.values()], len(modes), len(groups), len(series), 300, 70,
+               "TinyServer and Redis, ECHO hello, requests/s (log scale)",
+               "under each group: TinyServer / Redis requests/s, for each load generator in the order of the legend")
+plot.legend((f"{'TinyServer' if s == 'tinyserver' else 'Redis'}, {lgname[lg]}", colors[(lg, s)]) for lg, s in series)
 for mi, mode in enumerate(modes):
-    y0 = top + mi * (PH + 70) + 20
-    svg.append(f'<text x="{left}" y="{y0 - 8}" font-weight="bold">{mode}</text>')
-    d = lo
-    while d <= hi * 1.0001:
-        y = y_of(d, y0)
-        svg.append(f'<line x1="{left}" x2="{W - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
-        svg.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{d:,.0f}</text>')
-        d *= 10
+    y0 = plot.panel(mi, mode)
     for gi, (c, p) in enumerate(groups):
-        gx = left + gi * gw + (gw - bw * len(series)) / 2
         for si, (lg, s) in enumerate(series):
             v = data.get((mode, lg, c, p, s))
-            x = gx + si * bw
             if v and num(v[0]):
-                y = y_of(num(v[0]), y0)
-                svg.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bw - 2}" height="{y0 + PH - y:.1f}" fill="{colors[(lg, s)]}">'
-                           f'<title>{escape(f"{mode} {lgname[lg]} c={c} P={p} {s}: {num(v[0]):,.0f} req/s, p99 {v[2]} us")}</title></rect>')
-        svg.append(f'<text x="{left + gi * gw + gw / 2:.1f}" y="{y0 + PH + 16}" text-anchor="middle">c={c:,} P={p}</text>')
+                plot.bar(y0, gi, si, num(v[0]), colors[(lg, s)],
+                         f"{mode} {lgname[lg]} c={c} P={p} {s}: {num(v[0]):,.0f} req/s, p99 {v[2]} us")
+        plot.label(y0, gi, 16, f"c={c:,} P={p}")
         ratios = []
         for lg in ("dotnet", "c"):
             t, r = data.get((mode, lg, c, p, "tinyserver")), data.get((mode, lg, c, p, "redis"))
             if t and r and num(t[0]) and num(r[0]):
                 ratios.append(f"{num(t[0]) / num(r[0]):.2f}")
         if ratios:
-            svg.append(f'<text x="{left + gi * gw + gw / 2:.1f}" y="{y0 + PH + 32}" text-anchor="middle" fill="#555">'
-                       f'{" / ".join(ratios)}</text>')
-    svg.append(f'<line x1="{left}" x2="{W - right}" y1="{y0 + PH}" y2="{y0 + PH}" stroke="#333"/>')
-svg.append("</svg>")
-open(E["OUT"] + ".svg", "w").write("\n".join(svg) + "\n")
+            plot.label(y0, gi, 32, " / ".join(ratios), "#555")
+    plot.axis(y0)
+plot.write(E["OUT"] + ".svg")

@@ -1,7 +1,7 @@
 # Writes $TLS_OUT.md (markdown tables) and $TLS_OUT.svg (a plot) from the tab-separated file compare.sh's TLS step
 # wrote ($TLS_RUNS) and the environment it exports. python3 standard library only.
-import os, math, platform, statistics, time
-from html import escape
+import os, platform, statistics, time
+from svgplot import LogBars
 
 E = os.environ
 rows = [l.rstrip("\n").split("\t") for l in open(E["TLS_RUNS"]) if l.strip()]
@@ -109,6 +109,16 @@ for n in filter(None, E.get("TLS_NOTES_TEXT", "").split("\n")):
     md.append(f"- {n}")
 md.append("")
 
+def table_rows(points, point, latency):
+    """A row for each point: point(k) gives the cells after pinning, certificate and TLS version; latency(d) a server's
+    latency cell from its medians d."""
+    for k in points:
+        t, r = data.get(k + ("tinyserver",)), data.get(k + ("redis",))
+        tt, rr = t or (None,) * 6, r or (None,) * 6
+        md.append(f"| {k[0]} | {certname[k[1]]} | {k[2]} | {point(k)} | {fmt_rate(tt[0])} | {latency(tt)} | {fmt_cpu(tt[5])} "
+                  f"| {fmt_rate(rr[0])} | {latency(rr)} | {fmt_cpu(rr[5])} | {ratio(tt[0], rr[0])}{problems(t, r)} "
+                  f"| {ratio(tt[5], rr[5])} |")
+
 req = [k for k in keys if k[4] != "hs"]
 hs = [k for k in keys if k[4] == "hs"]
 if req:
@@ -117,12 +127,7 @@ if req:
     md.append("| Pinning | Certificate | TLS | Connections | Pipeline | TinyServer requests/s | p99 µs | CPU µs/request "
               "| Redis requests/s | p99 µs | CPU µs/request | TinyServer / Redis: requests/s | CPU/request |")
     md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for k in req:
-        t, r = data.get(k + ("tinyserver",)), data.get(k + ("redis",))
-        tt, rr = t or (None,) * 6, r or (None,) * 6
-        md.append(f"| {k[0]} | {certname[k[1]]} | {k[2]} | {k[3]:,} | {k[4]} | {fmt_rate(tt[0])} | {fmt_us(tt[2])} | {fmt_cpu(tt[5])} "
-                  f"| {fmt_rate(rr[0])} | {fmt_us(rr[2])} | {fmt_cpu(rr[5])} | {ratio(tt[0], rr[0])}{problems(t, r)} "
-                  f"| {ratio(tt[5], rr[5])} |")
+    table_rows(req, lambda k: f"{k[3]:,} | {k[4]}", lambda d: fmt_us(d[2]))
     md.append("")
     md.append("Latency is per request, from its write to its reply, each pipelined request timed on its own. "
               "CPU/request below 1: TinyServer spends less CPU time per request than Redis.")
@@ -133,13 +138,7 @@ if hs:
     md.append("| Pinning | Certificate | TLS | s_time clients | TinyServer handshakes/s | mean ms | CPU µs/handshake "
               "| Redis handshakes/s | mean ms | CPU µs/handshake | TinyServer / Redis: handshakes/s | CPU/handshake |")
     md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for k in hs:
-        t, r = data.get(k + ("tinyserver",)), data.get(k + ("redis",))
-        tt, rr = t or (None,) * 6, r or (None,) * 6
-        ms = lambda v: "-" if v is None else f"{v:.2f}"
-        md.append(f"| {k[0]} | {certname[k[1]]} | {k[2]} | {k[3]} | {fmt_rate(tt[0])} | {ms(tt[1])} | {fmt_cpu(tt[5])} "
-                  f"| {fmt_rate(rr[0])} | {ms(rr[1])} | {fmt_cpu(rr[5])} | {ratio(tt[0], rr[0])}{problems(t, r)} "
-                  f"| {ratio(tt[5], rr[5])} |")
+    table_rows(hs, lambda k: f"{k[3]}", lambda d: "-" if d[1] is None else f"{d[1]:.2f}")
     md.append("")
 lg_rows = [l.rstrip("\n").split("\t") for l in open(E["TLS_LG_RUNS"]) if l.strip()] if lg_on else []
 lg, lg_keys = {}, []
@@ -220,57 +219,25 @@ for k in keys:
     if g not in groups:
         groups.append(g)
 colors = {"tinyserver": "#1f5fa8", "redis": "#c0392b"}
-vals = [v[0] for v in data.values() if v[0]]
-lo = 10 ** math.floor(math.log10(min(vals))) if vals else 1
-hi = 10 ** math.ceil(math.log10(max(vals))) if vals else 10
-if hi <= lo:
-    hi = lo * 10
-W, PH, top, left, right = 960, 260, 70, 80, 20
-H = top + len(panels) * (PH + 80) + 20
-gw = (W - left - right) / max(1, len(groups))
-bw = min(28, gw * 0.75 / 2)
-svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
-       f'<rect width="{W}" height="{H}" fill="white"/>',
-       f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="16">TinyServer and Redis over TLS, ECHO hello requests/s '
-       f'and full handshakes/s (log scale)</text>',
-       f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle" fill="#555">under each group: TinyServer / Redis; requests: C '
-       f'reference load generator with TLS; handshakes: openssl s_time -new</text>']
-lx = left
-for s, label in (("tinyserver", "TinyServer"), ("redis", "Redis")):
-    svg.append(f'<rect x="{lx}" y="36" width="12" height="12" fill="{colors[s]}"/>')
-    svg.append(f'<text x="{lx + 16}" y="46">{label}</text>')
-    lx += 16 + 7.2 * len(label) + 20
-
-def y_of(v, y0):
-    return y0 + PH - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * PH
-
+plot = LogBars([v[0] for v in data.values()], len(panels), len(groups), 2, 260, 80,
+               "TinyServer and Redis over TLS, ECHO hello requests/s and full handshakes/s (log scale)",
+               "under each group: TinyServer / Redis; requests: C reference load generator with TLS; "
+               "handshakes: openssl s_time -new")
+plot.legend((("TinyServer", colors["tinyserver"]), ("Redis", colors["redis"])))
 for pi, (mode, cert) in enumerate(panels):
-    y0 = top + pi * (PH + 80) + 20
-    svg.append(f'<text x="{left}" y="{y0 - 8}" font-weight="bold">{escape(certname[cert])}, {mode}</text>')
-    d = lo
-    while d <= hi * 1.0001:
-        y = y_of(d, y0)
-        svg.append(f'<line x1="{left}" x2="{W - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
-        svg.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{d:,.0f}</text>')
-        d *= 10
+    y0 = plot.panel(pi, f"{certname[cert]}, {mode}")
     for gi, (proto, c, p) in enumerate(groups):
-        gx = left + gi * gw + (gw - bw * 2) / 2
         for si, s in enumerate(("tinyserver", "redis")):
             v = data.get((mode, cert, proto, c, p, s))
             if v and v[0]:
-                y = y_of(v[0], y0)
                 what = "handshakes/s" if p == "hs" else "req/s"
                 tip = f"{certname[cert]} TLS {proto} {mode} " + (f"{c} s_time clients" if p == "hs" else f"c={c} P={p}") \
                     + f" {s}: {v[0]:,.0f} {what}, server CPU {fmt_cpu(v[5])} us each"
-                svg.append(f'<rect x="{gx + si * bw:.1f}" y="{y:.1f}" width="{bw - 2}" height="{y0 + PH - y:.1f}" '
-                           f'fill="{colors[s]}"><title>{escape(tip)}</title></rect>')
-        label = "handshakes" if p == "hs" else f"c={c:,} P={p}"
-        svg.append(f'<text x="{left + gi * gw + gw / 2:.1f}" y="{y0 + PH + 16}" text-anchor="middle">{escape(label)}</text>')
-        svg.append(f'<text x="{left + gi * gw + gw / 2:.1f}" y="{y0 + PH + 30}" text-anchor="middle">TLS {proto}</text>')
+                plot.bar(y0, gi, si, v[0], colors[s], tip)
+        plot.label(y0, gi, 16, "handshakes" if p == "hs" else f"c={c:,} P={p}")
+        plot.label(y0, gi, 30, f"TLS {proto}")
         t, r = data.get((mode, cert, proto, c, p, "tinyserver")), data.get((mode, cert, proto, c, p, "redis"))
         if t and r and t[0] and r[0]:
-            svg.append(f'<text x="{left + gi * gw + gw / 2:.1f}" y="{y0 + PH + 46}" text-anchor="middle" fill="#555">'
-                       f'{t[0] / r[0]:.2f}</text>')
-    svg.append(f'<line x1="{left}" x2="{W - right}" y1="{y0 + PH}" y2="{y0 + PH}" stroke="#333"/>')
-svg.append("</svg>")
-open(E["TLS_OUT"] + ".svg", "w").write("\n".join(svg) + "\n")
+            plot.label(y0, gi, 46, f"{t[0] / r[0]:.2f}", "#555")
+    plot.axis(y0)
+plot.write(E["TLS_OUT"] + ".svg")
