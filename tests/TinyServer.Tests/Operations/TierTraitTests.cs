@@ -1,21 +1,5 @@
 namespace TinyServer.Tests.Operations;
 
-/// <summary>Every test class says its tier, which <c>tests/run.sh --fast</c> (the unit tier) and the README rely on.</summary>
+/// <summary>The tier check (tests/TinyServer.TestSupport) over this assembly.</summary>
 [Trait("Tier", "unit")]
-public sealed class TierTraitTests
-{
-    [Fact]
-    public void Every_test_class_has_one_tier_unit_process_or_load()
-    {
-        string[] tiers = ["unit", "process", "load"];
-        var missing = typeof(TierTraitTests).Assembly.GetTypes()
-            .Where(type => type is { IsClass: true, IsAbstract: false } && type.GetMethods().Any(method => method.IsDefined(typeof(FactAttribute), inherit: true)))
-            .Where(type => type.CustomAttributes // Its own: a derived class (the same tests on another transport) says it again.
-                .Where(a => a.AttributeType == typeof(TraitAttribute) && (string?)a.ConstructorArguments[0].Value == "Tier")
-                .Select(a => (string?)a.ConstructorArguments[1].Value)
-                .SingleOrDefault() is not { } tier || !tiers.Contains(tier))
-            .Select(type => type.FullName)
-            .ToList();
-        Assert.Empty(missing);
-    }
-}
+public sealed class TierTraitTests : TestSupport.TierTraitTests;
