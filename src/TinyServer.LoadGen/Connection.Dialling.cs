@@ -7,13 +7,11 @@ namespace TinyServer.LoadGen;
 /// A connection's dialling: the non-blocking connect, the banner, redials of dials stuck past --retry-after, and the
 /// connect errors by reason. Once greeted it is open (<see cref="Opened"/>) and the load runs in Connection.cs. A
 /// connection that ended is dialled again at once (a reconnect); when that redial fails it is tried again after
-/// <see cref="FirstBackoff"/>, doubling up to <see cref="MaxBackoff"/>, until --connect-timeout after the end: then it
-/// counts one connect error and is not replaced.
+/// --redial-backoff, doubling up to --redial-backoff-max, until --connect-timeout after the end: then it counts one
+/// connect error and is not replaced.
 /// </summary>
 internal sealed partial class Connection
 {
-    private static readonly long FirstBackoff = Clock.FromSeconds(0.05);
-    private static readonly long MaxBackoff = Clock.FromSeconds(1);
     private const string NoReplyOnReconnect = "no reply on any reconnect within --connect-timeout";
 
     private long _dialStarted;
@@ -253,7 +251,7 @@ internal sealed partial class Connection
                 _lastDialFailure = reason;
                 State = ConnectionState.Waiting;
                 _retryAt = now + _backoff;
-                _backoff = Math.Min(2 * _backoff, MaxBackoff);
+                _backoff = _run.NextRedialWait(_backoff);
                 _run.Waiting++;
                 return;
             }

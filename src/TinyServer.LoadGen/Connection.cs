@@ -266,7 +266,7 @@ internal sealed partial class Connection
         }
 
         _redialling = true;
-        _backoff = FirstBackoff;
+        _backoff = _run.RedialBackoff;
         State = ConnectionState.Idle;
         _run.DialQueue.Enqueue(this);
     }

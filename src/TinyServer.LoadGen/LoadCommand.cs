@@ -38,6 +38,14 @@ internal sealed class LoadCommand
     private readonly Option<double> _timeout = Seconds(["--timeout"], "longest a -n run may take", allowZero: false, Defaults.TimeoutSeconds);
     private readonly Option<double> _replyTimeout = Seconds(["--reply-timeout"], "longest wait for a reply before the connection counts a timeout", allowZero: false, Defaults.ReplyTimeoutSeconds);
     private readonly Option<double> _connectTimeout = Seconds(["--connect-timeout"], "longest the opening of all connections may take, and the replacing of one that ended", allowZero: false, Defaults.ConnectTimeoutSeconds);
+    private readonly Option<double> _redialBackoff = Number(
+        ["--redial-backoff"], "SECONDS", "wait after a failed redial of a connection that ended; doubled after each further one",
+        LoadOptions.MinRedialWaitSeconds, LoadOptions.MaxRedialWaitSeconds, Defaults.RedialBackoffSeconds);
+
+    private readonly Option<double> _redialBackoffMax = Number(
+        ["--redial-backoff-max"], "SECONDS", "longest wait between two redials, not less than --redial-backoff (when not given: 1, or --redial-backoff if more)",
+        LoadOptions.MinRedialWaitSeconds, LoadOptions.MaxRedialWaitSeconds, Defaults.RedialBackoffMaxSeconds);
+
     private readonly Option<int> _connectBatch = Whole(["--connect-batch"], "N", "connections dialling or awaiting their banner at once", 1, 100_000, Defaults.ConnectBatch);
     private readonly Option<double> _retryAfter = Seconds(["--retry-after"], "redial a connection whose banner has not come by then; 0 never", allowZero: true, Defaults.RetryAfterSeconds);
     private readonly Option<bool> _json = Flag("--json", "print the result as one JSON object");
@@ -63,7 +71,7 @@ internal sealed class LoadCommand
         };
         foreach (Option option in (Option[])[
             _host, _port, _connections, _pipeline, _duration, _requests, _warmup, _command, _payloadSize, _rate,
-            _requestsPerSession, _timeout, _replyTimeout, _connectTimeout, _connectBatch, _retryAfter, _json, _svg, _redis,
+            _requestsPerSession, _timeout, _replyTimeout, _connectTimeout, _redialBackoff, _redialBackoffMax, _connectBatch, _retryAfter, _json, _svg, _redis,
             _unix, _tls, _tlsResume, _insecure])
         {
             Root.Options.Add(option);
@@ -104,6 +112,8 @@ internal sealed class LoadCommand
             TimeoutSeconds = parsed.GetValue(_timeout),
             ReplyTimeoutSeconds = parsed.GetValue(_replyTimeout),
             ConnectTimeoutSeconds = parsed.GetValue(_connectTimeout),
+            RedialBackoffSeconds = parsed.GetValue(_redialBackoff),
+            RedialBackoffMaxSeconds = Given(parsed, _redialBackoffMax) ?? Math.Max(Defaults.RedialBackoffMaxSeconds, parsed.GetValue(_redialBackoff)),
             ConnectBatch = parsed.GetValue(_connectBatch),
             RetryAfterSeconds = parsed.GetValue(_retryAfter),
             Json = parsed.GetValue(_json),
@@ -129,6 +139,12 @@ internal sealed class LoadCommand
         if (options.Requests is not null && options.WarmupSeconds > 0)
         {
             throw new UsageException("--warmup goes with -d, not with -n");
+        }
+
+        if (options.RedialBackoffMaxSeconds < options.RedialBackoffSeconds)
+        {
+            throw new UsageException(
+                $"--redial-backoff-max ({options.RedialBackoffMaxSeconds}) is less than --redial-backoff ({options.RedialBackoffSeconds})");
         }
 
         if (options.Insecure && !options.Tls)

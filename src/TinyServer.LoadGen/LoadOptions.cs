@@ -21,6 +21,12 @@ internal sealed record LoadOptions
     /// </summary>
     public const int MaxInFlightBytes = 1024 * 1024;
 
+    /// <summary>The range of --redial-backoff and --redial-backoff-max: a millisecond (no busy redialling) to a minute.</summary>
+    public const double MinRedialWaitSeconds = 0.001;
+
+    /// <inheritdoc cref="MinRedialWaitSeconds"/>
+    public const double MaxRedialWaitSeconds = 60;
+
     public string Host { get; init; } = "127.0.0.1";
 
     public int Port { get; init; } = Wire.DefaultPort;
@@ -58,6 +64,15 @@ internal sealed record LoadOptions
 
     /// <summary>Longest the opening of all connections may take.</summary>
     public double ConnectTimeoutSeconds { get; init; } = 30;
+
+    /// <summary>
+    /// The wait after a failed redial of a connection that ended, before it is tried again; each further failure doubles
+    /// it, up to <see cref="RedialBackoffMaxSeconds"/>.
+    /// </summary>
+    public double RedialBackoffSeconds { get; init; } = 0.05;
+
+    /// <summary>The longest wait between two redials of a connection that ended (when not given: 1 s, or <see cref="RedialBackoffSeconds"/> if longer).</summary>
+    public double RedialBackoffMaxSeconds { get; init; } = 1;
 
     /// <summary>Connections dialling or waiting for their banner at once.</summary>
     public int ConnectBatch { get; init; } = 64;

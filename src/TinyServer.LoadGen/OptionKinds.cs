@@ -20,8 +20,8 @@ internal static class OptionKinds
                 : error($"{name}: '{value}' is not a whole number from {min} to {max}"));
 
     /// <summary>A number from <paramref name="min"/> to <paramref name="max"/> (a fraction is fine).</summary>
-    public static Option<double> Number(string[] names, string placeholder, string text, double min, double max) =>
-        Valued<double>(names, placeholder, $"{text} ({min} to {max})", null, (name, value, error) => Within(name, value, min, max, error));
+    public static Option<double> Number(string[] names, string placeholder, string text, double min, double max, double? fallback = null) =>
+        Valued(names, placeholder, $"{text} ({min} to {max})", Default(fallback), (name, value, error) => Within(name, value, min, max, error));
 
     /// <summary>Seconds, at most <see cref="LoadOptions.MaxSeconds"/>; 0 only where it means something.</summary>
     public static Option<double> Seconds(string[] names, string text, bool allowZero, double fallback)

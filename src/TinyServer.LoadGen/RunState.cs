@@ -38,6 +38,12 @@ internal sealed class RunState(LoadOptions options, EndPoint endPoint, Workload 
     /// <summary>--connect-timeout in ticks: also how long a connection that ended may take to be replaced.</summary>
     public long ConnectTimeout { get; } = Clock.FromSeconds(options.ConnectTimeoutSeconds);
 
+    /// <summary>--redial-backoff in ticks: the wait after a connection's first failed redial.</summary>
+    public long RedialBackoff { get; } = Clock.FromSeconds(options.RedialBackoffSeconds);
+
+    /// <summary>--redial-backoff-max in ticks.</summary>
+    public long RedialBackoffMax { get; } = Clock.FromSeconds(options.RedialBackoffMaxSeconds);
+
     /// <summary>--retry-after in ticks; 0 never redials.</summary>
     public long RetryAfter { get; } = Clock.FromSeconds(options.RetryAfterSeconds);
 
@@ -96,6 +102,9 @@ internal sealed class RunState(LoadOptions options, EndPoint endPoint, Workload 
         RecordEnd = fixedCount ? long.MaxValue : IssueEnd;
         RateInterval = Options.Rate is double rate ? Math.Max(1, (long)(Stopwatch.Frequency * (connections / rate))) : 0;
     }
+
+    /// <summary>The wait after the next failed redial, given the one before: twice as long, at most --redial-backoff-max.</summary>
+    public long NextRedialWait(long wait) => Math.Min(2 * wait, RedialBackoffMax);
 
     public void Record(long ticks) =>
         Latency.RecordValue(Math.Clamp(Clock.ToNanoseconds(ticks), 1, Histograms.HighestNanoseconds));

@@ -21,6 +21,9 @@ public class ArgumentParserTests
         Assert.Null(options.RequestsPerSession);
         Assert.Equal(64, options.ConnectBatch);
         Assert.Equal(2, options.RetryAfterSeconds);
+        Assert.Equal(30, options.ConnectTimeoutSeconds);
+        Assert.Equal(0.05, options.RedialBackoffSeconds);
+        Assert.Equal(1, options.RedialBackoffMaxSeconds);
         Assert.False(options.Json);
         Assert.False(options.Redis);
     }
@@ -32,7 +35,7 @@ public class ArgumentParserTests
             "--host", "localhost", "--port", "1234", "-c", "3", "-P", "4", "-d", "2.5", "--warmup", "1",
             "--command", "ECHO a:3,TIME:1", "--payload-size", "10", "--rate", "100", "--requests-per-session", "7",
             "--timeout", "9", "--reply-timeout", "3", "--connect-timeout", "4", "--connect-batch", "8",
-            "--retry-after", "0", "--json", "--svg", "out.svg", "--redis",
+            "--retry-after", "0", "--redial-backoff", "0.2", "--redial-backoff-max", "5", "--json", "--svg", "out.svg", "--redis",
         ])!;
 
         Assert.Equal(
@@ -40,8 +43,8 @@ public class ArgumentParserTests
             {
                 Host = "localhost", Port = 1234, Connections = 3, Pipeline = 4, DurationSeconds = 2.5, WarmupSeconds = 1,
                 Commands = options.Commands, PayloadSize = 10, Rate = 100, RequestsPerSession = 7, TimeoutSeconds = 9,
-                ReplyTimeoutSeconds = 3, ConnectTimeoutSeconds = 4, ConnectBatch = 8, RetryAfterSeconds = 0, Json = true,
-                SvgPath = "out.svg", Redis = true,
+                ReplyTimeoutSeconds = 3, ConnectTimeoutSeconds = 4, ConnectBatch = 8, RetryAfterSeconds = 0,
+                RedialBackoffSeconds = 0.2, RedialBackoffMaxSeconds = 5, Json = true, SvgPath = "out.svg", Redis = true,
             },
             options);
         Assert.Equal([new CommandSpec("ECHO a", 3), new CommandSpec("TIME", 1)], options.Commands);
@@ -127,6 +130,11 @@ public class ArgumentParserTests
     [InlineData("--rate 0.0009", "--rate: '0.0009' is not a number from 0.001 to 1000000000")]
     [InlineData("--requests-per-session 0", "--requests-per-session: '0' is not a whole number from 1 to 2147483647")]
     [InlineData("--connect-batch 100001", "--connect-batch: '100001' is not a whole number from 1 to 100000")]
+    [InlineData("--connect-timeout 0", "--connect-timeout: '0' must be more than 0 seconds (at most 3600)")]
+    [InlineData("--redial-backoff 0.0009", "--redial-backoff: '0.0009' is not a number from 0.001 to 60")]
+    [InlineData("--redial-backoff-max 60.001", "--redial-backoff-max: '60.001' is not a number from 0.001 to 60")]
+    [InlineData("--redial-backoff 0.5 --redial-backoff-max 0.499", "--redial-backoff-max (0.499) is less than --redial-backoff (0.5)")]
+    [InlineData("--redial-backoff-max 0.01", "--redial-backoff-max (0.01) is less than --redial-backoff (0.05)")]
     [InlineData("--command ECHO:1001", "--command weight: '1001' is not a whole number from 1 to 1000")]
     [InlineData("-P", "-P needs a value")]
     [InlineData("--json=yes", "--json takes no value (not 'yes')")]
@@ -152,6 +160,64 @@ public class ArgumentParserTests
         {
             Assert.Throws<UsageException>(() => ArgumentParser.Parse([option, n.ToString(System.Globalization.CultureInfo.InvariantCulture)]));
         }
+    }
+
+    [Theory]
+    [InlineData("--connect-timeout", "0.001", "0", "3600", "3600.001")]
+    [InlineData("--redial-backoff", "0.001", "0.0009", "60", "60.001")]
+    [InlineData("--redial-backoff-max", "0.001", "0.0009", "60", "60.001", "--redial-backoff", "0.001")]
+    public void Seconds_are_taken_at_their_limits_and_refused_past_them(string option, string min, string below, string max, string above, params string[] others)
+    {
+        double least = double.Parse(min, System.Globalization.CultureInfo.InvariantCulture);
+        double most = double.Parse(max, System.Globalization.CultureInfo.InvariantCulture);
+        foreach (double seconds in (double[])[least, least + 0.0001, most - 0.001, most])
+        {
+            string value = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            Assert.NotNull(ArgumentParser.Parse([.. others, option, value]));
+        }
+
+        foreach (string value in (string[])[below, above])
+        {
+            Assert.StartsWith($"{option}: '{value}' ", Assert.Throws<UsageException>(() => ArgumentParser.Parse([.. others, option, value])).Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Theory]
+    [InlineData("0.5", "0.5")]
+    [InlineData("0.5", "0.501")]
+    [InlineData("0.001", "60")]
+    public void The_redial_backoff_max_may_equal_or_pass_the_first_backoff(string first, string max)
+    {
+        LoadOptions options = ArgumentParser.Parse(["--redial-backoff", first, "--redial-backoff-max", max])!;
+
+        Assert.Equal(double.Parse(first, System.Globalization.CultureInfo.InvariantCulture), options.RedialBackoffSeconds);
+        Assert.Equal(double.Parse(max, System.Globalization.CultureInfo.InvariantCulture), options.RedialBackoffMaxSeconds);
+    }
+
+    [Theory]
+    [InlineData("0.999", 1)]
+    [InlineData("1", 1)]
+    [InlineData("1.001", 1.001)]
+    [InlineData("60", 60)]
+    public void Without_a_redial_backoff_max_the_longest_wait_is_1_or_the_redial_backoff_if_more(string first, double max) =>
+        Assert.Equal(max, ArgumentParser.Parse(["--redial-backoff", first])!.RedialBackoffMaxSeconds);
+
+    [Theory]
+    [InlineData(new string[0], new[] { 0.05, 0.1, 0.2, 0.4, 0.8, 1, 1 })]
+    [InlineData(new[] { "--redial-backoff", "0.3", "--redial-backoff-max", "2" }, new[] { 0.3, 0.6, 1.2, 2, 2 })]
+    [InlineData(new[] { "--redial-backoff", "0.25", "--redial-backoff-max", "0.25" }, new[] { 0.25, 0.25, 0.25 })]
+    public void A_connection_waits_redial_backoff_after_a_failed_redial_then_twice_as_long_up_to_the_max(string[] args, double[] waits)
+    {
+        LoadOptions options = ArgumentParser.Parse(args)!;
+        using var run = new RunState(options, new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 1), Workload.Create(options));
+
+        var seen = new List<double>();
+        for (long wait = run.RedialBackoff; seen.Count < waits.Length; wait = run.NextRedialWait(wait))
+        {
+            seen.Add(Math.Round(Clock.ToSeconds(wait), 6));
+        }
+
+        Assert.Equal(waits, seen);
     }
 
     [Theory]

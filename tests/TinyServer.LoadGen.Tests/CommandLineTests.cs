@@ -22,6 +22,9 @@ public sealed class CommandLineTests : IDisposable
     [InlineData("--payload-size <N>", "(1 to 1048571)")]
     [InlineData("--rate <R>", "(0.001 to 1000000000)")]
     [InlineData("--retry-after <SECONDS>", "(0 to 3600) [default: 2]")]
+    [InlineData("--connect-timeout <SECONDS>", "(more than 0, at most 3600) [default: 30]")]
+    [InlineData("--redial-backoff <SECONDS>", "doubled after each further one (0.001 to 60) [default: 0.05]")]
+    [InlineData("--redial-backoff-max <SECONDS>", "not less than --redial-backoff (when not given: 1, or --redial-backoff if more) (0.001 to 60) [default: 1]")]
     [InlineData("--insecure", "with --tls: accept any certificate")]
     [InlineData("--tls", "speak TLS 1.2/1.3 (the server's --tls-port, or Redis's --tls-port with --redis)")]
     [InlineData("--tls-resume", "with --tls: resume sessions with the server's TLS 1.3 tickets")]
@@ -105,7 +108,7 @@ public sealed class CommandLineTests : IDisposable
 
     [Theory]
     [InlineData("--conn", "--connect-batch", "--connect-timeout", "--connections")]
-    [InlineData("--re", "--redis", "--reply-timeout", "--requests", "--requests-per-session", "--retry-after")]
+    [InlineData("--re", "--redial-backoff", "--redial-backoff-max", "--redis", "--reply-timeout", "--requests", "--requests-per-session", "--retry-after")]
     [InlineData("-c 5 --ti", "--timeout")]
     [InlineData("--json --unix /tmp/s --i", "--insecure")]
     public async Task The_suggest_directive_lists_the_options_that_complete_the_last_word(string typed, params string[] completions)

@@ -141,6 +141,28 @@ public sealed class ReconnectTests : IAsyncLifetime
         Assert.True(run.Number("reconnects") > 0);
     }
 
+    [Fact]
+    public async Task A_failed_redial_is_tried_again_after_the_redial_backoff()
+    {
+        // The first connection is closed at its first request; every later one before its banner (as a full server
+        // does), so each redial fails and waits --redial-backoff. At 0.4 s, not doubled, the redials within
+        // --connect-timeout 1 are the one made at once and at most two more (at 0.4 and 0.8 s); the default, 50 ms
+        // doubling up to 1 s, makes five (at 0, 0.05, 0.15, 0.35 and 0.75 s). Waits only ever come late, so fewer
+        // redials on a slow machine, never more.
+        int dials = 0;
+        await using var server = new FakeServer(
+            connection => Interlocked.Increment(ref dials) == 1 ? FakeServer.Banner : FakeServer.AndClose,
+            line => null);
+
+        RunOutput run = await LoadGenerator.RunJsonAsync(
+            server.Port, "-d", "20", "-c", "1", "--connect-timeout", "1", "--redial-backoff", "0.4", "--redial-backoff-max", "0.4");
+
+        Assert.Equal(1, run.ExitCode);
+        Assert.True(run.Json.GetProperty("ended_early").GetBoolean(), run.Output);
+        Assert.Equal(1, run.Json.GetProperty("connect_errors").GetProperty("closed before the banner").GetInt64());
+        Assert.InRange(Volatile.Read(ref dials) - 1, 1, 3);
+    }
+
     [Theory]
     [InlineData(TransportKind.Epoll)]
     [InlineData(TransportKind.Sockets)]

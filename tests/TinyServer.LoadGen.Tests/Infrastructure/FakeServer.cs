@@ -10,7 +10,8 @@ namespace TinyServer.LoadGen.Tests.Infrastructure;
 /// sends. Each connection gets <c>greeting</c> (unless null), then each request line (CR and LF removed) is
 /// answered with <c>reply(connection, line)</c>: an empty reply sends nothing, a null reply closes the connection
 /// (after the replies to the lines before it), and a reply ending in <see cref="AndClose"/> is sent, then the
-/// connection closes.
+/// connection closes. A greeting ending in <see cref="AndClose"/> is sent, then the connection closes (a full
+/// server: <c>AndClose</c> alone closes before any banner).
 /// </summary>
 public sealed class FakeServer : IAsyncDisposable
 {
@@ -42,7 +43,7 @@ public sealed class FakeServer : IAsyncDisposable
 
     public const string Banner = "WELCOME, I'm TinyServer not pressure\n";
 
-    /// <summary>Ends a reply that is sent, then the connection closes.</summary>
+    /// <summary>Ends a reply (or greeting) that is sent, then the connection closes.</summary>
     public const string AndClose = "\0";
 
     public int Port { get; }
@@ -82,13 +83,18 @@ public sealed class FakeServer : IAsyncDisposable
         {
             try
             {
+                var buffer = new byte[4096];
                 if (greeting is not null)
                 {
-                    await socket.SendAsync(Encoding.UTF8.GetBytes(greeting), SocketFlags.None, _stop.Token);
+                    await socket.SendAsync(Encoding.UTF8.GetBytes(greeting.TrimEnd(AndClose[0])), SocketFlags.None, _stop.Token);
+                    if (greeting.EndsWith(AndClose, StringComparison.Ordinal))
+                    {
+                        await LingerAsync(socket, buffer);
+                        return;
+                    }
                 }
 
                 var pending = new List<byte>();
-                var buffer = new byte[4096];
                 while (true)
                 {
                     int n = await socket.ReceiveAsync(buffer, SocketFlags.None, _stop.Token);
