@@ -18,15 +18,44 @@ public sealed class RequestLostException(string message, IReadOnlyList<string> a
     public IReadOnlyList<string> Unanswered { get; } = unanswered;
 }
 
-/// <summary>How a <see cref="ReconnectingTinyServerClient"/> replaces its connection.</summary>
+/// <summary>
+/// How a <see cref="ReconnectingTinyServerClient"/> replaces its connection. Its <c>ConnectAsync</c> checks the ranges
+/// before it dials (an <see cref="ArgumentOutOfRangeException"/> names the property).
+/// </summary>
 public sealed record ReconnectOptions
 {
+    /// <summary>The longest <see cref="ConnectTimeout"/>: an hour.</summary>
+    public static readonly TimeSpan LongestConnectTimeout = TimeSpan.FromHours(1);
+
+    /// <summary>The shortest <see cref="FirstBackoff"/> and <see cref="MaxBackoff"/>: a millisecond (no busy redialling).</summary>
+    public static readonly TimeSpan ShortestBackoff = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>The longest <see cref="FirstBackoff"/> and <see cref="MaxBackoff"/>: a minute.</summary>
+    public static readonly TimeSpan LongestBackoff = TimeSpan.FromMinutes(1);
+
     /// <summary>
-    /// How long the replacing of a connection may take, from when it ended (default 30 s): failed dials (refused,
-    /// closed before the banner) are tried again after 50 ms, doubling up to 1 s apart, until then; then the last
-    /// failure is thrown.
+    /// How long the replacing of a connection may take, from when it ended (default 30 s; 0 to
+    /// <see cref="LongestConnectTimeout"/>, 0 for a single try): failed dials (refused, closed before the banner) are
+    /// tried again after <see cref="FirstBackoff"/>, doubling up to <see cref="MaxBackoff"/> apart, until then; then the
+    /// last failure is thrown.
     /// </summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The wait after the first failed dial of a reconnect (default 50 ms; <see cref="ShortestBackoff"/> to <see cref="LongestBackoff"/>).</summary>
+    public TimeSpan FirstBackoff { get; init; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>The longest wait between two dials of a reconnect (default 1 s; <see cref="ShortestBackoff"/> to <see cref="LongestBackoff"/>, not less than <see cref="FirstBackoff"/>).</summary>
+    public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(1);
+
+    internal void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(ConnectTimeout, TimeSpan.Zero, nameof(ConnectTimeout));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(ConnectTimeout, LongestConnectTimeout, nameof(ConnectTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThan(FirstBackoff, ShortestBackoff, nameof(FirstBackoff));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(FirstBackoff, LongestBackoff, nameof(FirstBackoff));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxBackoff, FirstBackoff, nameof(MaxBackoff));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxBackoff, LongestBackoff, nameof(MaxBackoff));
+    }
 }
 
 /// <summary>
@@ -51,9 +80,6 @@ public sealed record ReconnectOptions
 /// </summary>
 public sealed class ReconnectingTinyServerClient : IAsyncDisposable
 {
-    private static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(50);
-    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(1);
-
     private readonly Func<CancellationToken, Task<TinyServerClient>> _connect;
     private readonly ReconnectOptions _options;
     private readonly CancellationTokenSource _disposed = new();
@@ -64,10 +90,10 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
     // next request goes out (then nothing is in flight, and nothing is lost). Its result is the next request's reply.
     private Task<string?>? _next;
 
-    private ReconnectingTinyServerClient(TinyServerClient client, Func<CancellationToken, Task<TinyServerClient>> connect, ReconnectOptions? options)
+    private ReconnectingTinyServerClient(TinyServerClient client, Func<CancellationToken, Task<TinyServerClient>> connect, ReconnectOptions options)
     {
         _connect = connect;
-        _options = options ?? new ReconnectOptions();
+        _options = options;
         Adopt(client);
     }
 
@@ -87,9 +113,12 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
     /// Connects once with <paramref name="connect"/> (its failure is thrown: the first connection is not retried) and
     /// uses it again for every reconnect.
     /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A value of <paramref name="options"/> is out of its range (nothing is dialled).</exception>
     public static async Task<ReconnectingTinyServerClient> ConnectAsync(Func<CancellationToken, Task<TinyServerClient>> connect, ReconnectOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connect);
+        options ??= new ReconnectOptions();
+        options.Validate();
         TinyServerClient client = await connect(cancellationToken).ConfigureAwait(false);
         return new ReconnectingTinyServerClient(client, connect, options);
     }
@@ -222,7 +251,7 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
         }
 
         DateTime deadline = (endedAt ?? DateTime.UtcNow) + _options.ConnectTimeout;
-        TimeSpan backoff = FirstBackoff;
+        TimeSpan backoff = _options.FirstBackoff;
         while (true)
         {
             try
@@ -238,7 +267,7 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
             }
 
             await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
-            backoff = backoff * 2 < MaxBackoff ? backoff * 2 : MaxBackoff;
+            backoff = backoff * 2 < _options.MaxBackoff ? backoff * 2 : _options.MaxBackoff;
         }
     }
 

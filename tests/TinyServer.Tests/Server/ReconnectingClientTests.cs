@@ -203,6 +203,114 @@ public sealed class ReconnectingClientTests
         Assert.False(deadline.IsCancellationRequested);
     }
 
+    [Theory]
+    [InlineData(nameof(ReconnectOptions.ConnectTimeout), -1L, false)]
+    [InlineData(nameof(ReconnectOptions.ConnectTimeout), 0L, true)]
+    [InlineData(nameof(ReconnectOptions.ConnectTimeout), 1L, true)]
+    [InlineData(nameof(ReconnectOptions.ConnectTimeout), Hour - 1, true)]
+    [InlineData(nameof(ReconnectOptions.ConnectTimeout), Hour, true)]
+    [InlineData(nameof(ReconnectOptions.ConnectTimeout), Hour + 1, false)]
+    [InlineData(nameof(ReconnectOptions.FirstBackoff), Millisecond - 1, false)]
+    [InlineData(nameof(ReconnectOptions.FirstBackoff), Millisecond, true)]
+    [InlineData(nameof(ReconnectOptions.FirstBackoff), Millisecond + 1, true)]
+    [InlineData(nameof(ReconnectOptions.FirstBackoff), Minute - 1, true)]
+    [InlineData(nameof(ReconnectOptions.FirstBackoff), Minute, true)]
+    [InlineData(nameof(ReconnectOptions.FirstBackoff), Minute + 1, false)]
+    [InlineData(nameof(ReconnectOptions.MaxBackoff), Millisecond - 1, false)]
+    [InlineData(nameof(ReconnectOptions.MaxBackoff), Millisecond, true)]
+    [InlineData(nameof(ReconnectOptions.MaxBackoff), Millisecond + 1, true)]
+    [InlineData(nameof(ReconnectOptions.MaxBackoff), Minute - 1, true)]
+    [InlineData(nameof(ReconnectOptions.MaxBackoff), Minute, true)]
+    [InlineData(nameof(ReconnectOptions.MaxBackoff), Minute + 1, false)]
+    public async Task The_reconnect_options_are_taken_at_their_limits_and_refused_past_them_before_anything_is_dialled(string property, long ticks, bool valid)
+    {
+        // The backoff not under test spans the whole range, so that only this value can be out of it.
+        var value = TimeSpan.FromTicks(ticks);
+        ReconnectOptions options = property switch
+        {
+            nameof(ReconnectOptions.ConnectTimeout) => new() { ConnectTimeout = value },
+            nameof(ReconnectOptions.FirstBackoff) => new() { FirstBackoff = value, MaxBackoff = ReconnectOptions.LongestBackoff },
+            _ => new() { FirstBackoff = ReconnectOptions.ShortestBackoff, MaxBackoff = value },
+        };
+
+        Exception error = await ConnectWithAsync(options);
+
+        if (valid)
+        {
+            Assert.IsType<Dialled>(error);
+        }
+        else
+        {
+            Assert.Equal(property, Assert.IsType<ArgumentOutOfRangeException>(error).ParamName);
+        }
+    }
+
+    [Theory]
+    [InlineData(-1L, false)]
+    [InlineData(0L, true)]
+    [InlineData(1L, true)]
+    public async Task The_max_backoff_is_not_less_than_the_first(long ticksMore, bool valid)
+    {
+        var first = TimeSpan.FromMilliseconds(200);
+        var options = new ReconnectOptions { FirstBackoff = first, MaxBackoff = first + TimeSpan.FromTicks(ticksMore) };
+
+        Exception error = await ConnectWithAsync(options);
+
+        Assert.True(valid ? error is Dialled : error is ArgumentOutOfRangeException { ParamName: nameof(ReconnectOptions.MaxBackoff) }, error.ToString());
+    }
+
+    [Fact]
+    public void The_defaults_are_30_s_to_reconnect_and_waits_of_50_ms_doubling_up_to_1_s()
+    {
+        var options = new ReconnectOptions();
+
+        Assert.Equal(TimeSpan.FromSeconds(30), options.ConnectTimeout);
+        Assert.Equal(TimeSpan.FromMilliseconds(50), options.FirstBackoff);
+        Assert.Equal(TimeSpan.FromSeconds(1), options.MaxBackoff);
+    }
+
+    [Fact]
+    public async Task A_failed_dial_of_a_reconnect_is_tried_again_after_the_first_backoff()
+    {
+        // The first connection answers one request and closes; every later one closes before its banner (as a full
+        // server does). At a backoff of 0.4 s, not doubled, the dials within a connect timeout of 1 s are at most three
+        // (at 0, 0.4 and 0.8 s); the default, 50 ms doubling up to 1 s, makes five (0, 0.05, 0.15, 0.35, 0.75 s).
+        // Waits only ever come late, so fewer dials on a slow machine, never more.
+        int dials = 0;
+        await using var server = new ScriptedServers(async (connection, lines) =>
+        {
+            Interlocked.Increment(ref dials);
+            if (connection == 0)
+            {
+                await lines.SendAsync(Banner);
+                await lines.AnswerAsync(1);
+            }
+
+            await lines.LingerAsync();
+        });
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        var options = new ReconnectOptions { ConnectTimeout = TimeSpan.FromSeconds(1), FirstBackoff = TimeSpan.FromSeconds(0.4), MaxBackoff = TimeSpan.FromSeconds(0.4) };
+        await using ReconnectingTinyServerClient client = await ReconnectingTinyServerClient.ConnectAsync("127.0.0.1", server.Port, options: options, cancellationToken: deadline.Token);
+        Assert.Equal("ECHO 1", await client.RequestAsync("ECHO 1", deadline.Token));
+
+        ServerClosedException error = await Assert.ThrowsAsync<ServerClosedException>(() => client.RequestAsync("ECHO 2", deadline.Token));
+
+        Assert.Contains("before its banner", error.Message, StringComparison.Ordinal);
+        Assert.False(deadline.IsCancellationRequested);
+        Assert.InRange(Volatile.Read(ref dials) - 1, 1, 3);
+    }
+
+    private const long Millisecond = TimeSpan.TicksPerMillisecond;
+    private const long Minute = TimeSpan.TicksPerMinute;
+    private const long Hour = TimeSpan.TicksPerHour;
+
+    // What ConnectAsync throws when given these options and a connect that throws Dialled: Dialled when it got as far
+    // as dialling.
+    private static async Task<Exception> ConnectWithAsync(ReconnectOptions options) =>
+        await Assert.ThrowsAnyAsync<Exception>(() => ReconnectingTinyServerClient.ConnectAsync(_ => throw new Dialled(), options));
+
+    private sealed class Dialled : Exception;
+
     private static async Task WaitUntilAsync(Func<bool> condition, CancellationToken cancellationToken)
     {
         while (!condition())
