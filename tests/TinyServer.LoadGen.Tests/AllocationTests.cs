@@ -1,22 +1,17 @@
 using System.Globalization;
 using TinyServer.LoadGen.Tests.Infrastructure;
+using TinyServer.Server;
 
 namespace TinyServer.LoadGen.Tests;
 
 [Trait("Tier", "unit")]
-public sealed class AllocationTests : IAsyncLifetime
+public sealed class AllocationTests : ServerTests
 {
-    private TestServer _server = null!;
-
-    public async Task InitializeAsync() => _server = await TestServer.StartAsync();
-
-    public async Task DisposeAsync() => await _server.DisposeAsync();
-
     [Fact]
     public async Task Nothing_is_allocated_per_request()
     {
         string[] Args(int requests) =>
-            ["--port", _server.Port.ToString(CultureInfo.InvariantCulture), "-c", "2", "-P", "8", "-n", requests.ToString(CultureInfo.InvariantCulture), "--command", "ECHO hello:3,TIME:1", "--json"];
+            LoadGenerator.At(Server.Port, "-c", "2", "-P", "8", "-n", requests.ToString(CultureInfo.InvariantCulture), "--command", "ECHO hello:3,TIME:1", "--json");
 
         await AllocatedByAsync(Args(1000)); // The first run pays for what is set up once.
         long few = await AllocatedByAsync(Args(1000));
@@ -29,9 +24,9 @@ public sealed class AllocationTests : IAsyncLifetime
     [Fact]
     public async Task Nothing_is_allocated_per_request_over_tls_after_the_handshakes()
     {
-        await using TestServer server = await TestServer.StartAsync(new Server.ServerOptions { TlsPort = 0, TlsCertificate = TlsTests.SelfSigned() });
+        await using TestServer server = await TestServer.StartAsync(new ServerOptions { TlsPort = 0, TlsCertificate = Certificates.SelfSigned() });
         string[] Args(int requests) =>
-            ["--port", server.TlsPort!.Value.ToString(CultureInfo.InvariantCulture), "--tls", "--insecure", "-c", "2", "-P", "8", "-n", requests.ToString(CultureInfo.InvariantCulture), "--command", "ECHO hello:3,TIME:1", "--json"];
+            LoadGenerator.At(server.TlsPort!.Value, "--tls", "--insecure", "-c", "2", "-P", "8", "-n", requests.ToString(CultureInfo.InvariantCulture), "--command", "ECHO hello:3,TIME:1", "--json");
 
         await AllocatedByAsync(Args(1000));
         long few = await AllocatedByAsync(Args(1000));

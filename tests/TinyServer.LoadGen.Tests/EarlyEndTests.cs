@@ -23,7 +23,7 @@ public sealed partial class EarlyEndTests
         string[] driver = tls ? ["--tls", "--insecure"] : [];
         var clock = Stopwatch.StartNew();
 
-        RunOutput run = await LoadGenerator.RunAsync(["--port", port.ToString(CultureInfo.InvariantCulture), "-d", "5", "-c", "5", .. driver]);
+        RunOutput run = await LoadGenerator.RunTextAsync(port, ["-d", "5", "-c", "5", .. driver]);
 
         double wall = clock.Elapsed.TotalSeconds;
         Assert.Equal(1, run.ExitCode);
@@ -90,7 +90,7 @@ public sealed partial class EarlyEndTests
     {
         await using var server = new FakeServer(_ => "HELLO\n", line => "ECHO hello\n");
 
-        RunOutput run = await LoadGenerator.RunAsync("--port", server.Port.ToString(CultureInfo.InvariantCulture), "-d", "5", "-c", "2");
+        RunOutput run = await LoadGenerator.RunTextAsync(server.Port, "-d", "5", "-c", "2");
 
         Assert.Equal(1, run.ExitCode);
         Assert.Contains($"errors        2 (connect 2: wrong banner 127.0.0.1:{server.Port}, lost 0,", run.Output, StringComparison.Ordinal);

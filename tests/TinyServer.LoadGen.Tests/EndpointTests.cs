@@ -1,7 +1,3 @@
-using System.Globalization;
-using System.Net;
-using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using TinyServer.LoadGen.Tests.Infrastructure;
 using TinyServer.Server;
 
@@ -9,19 +5,16 @@ namespace TinyServer.LoadGen.Tests;
 
 /// <summary>Short bounded runs over the server's Unix socket (the epoll loop) and its TLS port (the TLS driver).</summary>
 [Trait("Tier", "unit")]
-public sealed class EndpointTests : IAsyncLifetime
+public sealed class EndpointTests : ServerTests
 {
     private readonly string _unixPath = Path.Combine(Path.GetTempPath(), $"tl-{Guid.NewGuid():N}"[..15] + ".sock");
-    private TestServer _server = null!;
 
-    public async Task InitializeAsync() => _server = await TestServer.StartAsync(new ServerOptions
+    protected override ServerOptions Options => new()
     {
         UnixSocketPath = _unixPath,
         TlsPort = 0,
-        TlsCertificate = SelfSigned(),
-    });
-
-    public async Task DisposeAsync() => await _server.DisposeAsync();
+        TlsCertificate = Certificates.SelfSigned(),
+    };
 
     [Theory]
     [InlineData("1")]
@@ -54,7 +47,7 @@ public sealed class EndpointTests : IAsyncLifetime
     [InlineData("8")]
     public async Task A_fixed_count_over_tls_has_no_errors(string pipeline)
     {
-        RunOutput run = await LoadGenerator.RunJsonAsync(_server.TlsPort!.Value, "--tls", "--insecure", "-n", "200", "-c", "4", "-P", pipeline, "--command", "ECHO hello:3,TIME:1,HELP:1,PING:1");
+        RunOutput run = await LoadGenerator.RunJsonAsync(Server.TlsPort!.Value, "--tls", "--insecure", "-n", "200", "-c", "4", "-P", pipeline, "--command", "ECHO hello:3,TIME:1,HELP:1,PING:1");
 
         Assert.Equal(0, run.ExitCode);
         Assert.Equal(200, run.Number("requests"));
@@ -67,11 +60,10 @@ public sealed class EndpointTests : IAsyncLifetime
     [Fact]
     public async Task A_timed_run_over_tls_reports_progress_and_the_text_report_names_tls()
     {
-        RunOutput run = await LoadGenerator.RunAsync(
-            "--port", _server.TlsPort!.Value.ToString(CultureInfo.InvariantCulture), "--tls", "--insecure", "-d", "1", "--warmup", "0.5", "-c", "2", "-P", "4");
+        RunOutput run = await LoadGenerator.RunTextAsync(Server.TlsPort!.Value, "--tls", "--insecure", "-d", "1", "--warmup", "0.5", "-c", "2", "-P", "4");
 
         Assert.Equal(0, run.ExitCode);
-        Assert.Contains($"target        127.0.0.1:{_server.TlsPort} (TLS), ECHO hello", run.Output, StringComparison.Ordinal);
+        Assert.Contains($"target        127.0.0.1:{Server.TlsPort} (TLS), ECHO hello", run.Output, StringComparison.Ordinal);
         Assert.Contains("errors        0 (connect 0, lost 0, timeout 0, wrong_reply 0)", run.Output, StringComparison.Ordinal);
         Assert.Contains(" warmup ", run.Progress, StringComparison.Ordinal);
         Assert.Contains("req/s", run.Progress, StringComparison.Ordinal);
@@ -80,7 +72,7 @@ public sealed class EndpointTests : IAsyncLifetime
     [Fact]
     public async Task Without_insecure_the_self_signed_certificate_is_a_connect_error()
     {
-        RunOutput run = await LoadGenerator.RunJsonAsync(_server.TlsPort!.Value, "--tls", "-n", "10", "-c", "2");
+        RunOutput run = await LoadGenerator.RunJsonAsync(Server.TlsPort!.Value, "--tls", "-n", "10", "-c", "2");
 
         Assert.Equal(1, run.ExitCode);
         Assert.Equal(2, run.Errors("connect"));
@@ -90,7 +82,7 @@ public sealed class EndpointTests : IAsyncLifetime
     [Fact]
     public async Task Tls_against_the_plain_port_is_a_connect_error()
     {
-        RunOutput run = await LoadGenerator.RunJsonAsync(_server.Port, "--tls", "--insecure", "-n", "10", "-c", "1");
+        RunOutput run = await LoadGenerator.RunJsonAsync(Server.Port, "--tls", "--insecure", "-n", "10", "-c", "1");
 
         Assert.Equal(1, run.ExitCode);
         Assert.Equal(1, run.Errors("connect"));
@@ -115,16 +107,5 @@ public sealed class EndpointTests : IAsyncLifetime
 
         Assert.Equal(2, run.ExitCode);
         Assert.Contains(expected, run.Progress, StringComparison.Ordinal);
-    }
-
-    private static X509Certificate2 SelfSigned()
-    {
-        using ECDsa key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256);
-        var names = new SubjectAlternativeNameBuilder();
-        names.AddDnsName("localhost");
-        names.AddIpAddress(IPAddress.Loopback);
-        request.CertificateExtensions.Add(names.Build());
-        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
     }
 }

@@ -5,18 +5,12 @@ namespace TinyServer.LoadGen.Tests;
 
 /// <summary>Short runs against the real server, in process.</summary>
 [Trait("Tier", "unit")]
-public sealed class RealServerTests : IAsyncLifetime
+public sealed class RealServerTests : ServerTests
 {
-    private TestServer _server = null!;
-
-    public async Task InitializeAsync() => _server = await TestServer.StartAsync();
-
-    public async Task DisposeAsync() => await _server.DisposeAsync();
-
     [Fact]
     public async Task A_fixed_count_of_mixed_pipelined_requests_is_answered_without_errors()
     {
-        RunOutput run = await LoadGenerator.RunJsonAsync(_server.Port, "-n", "3000", "-c", "4", "-P", "8", "--command", "ECHO hello:3,TIME:1,HELP:1,PING:1");
+        RunOutput run = await LoadGenerator.RunJsonAsync(Server.Port, "-n", "3000", "-c", "4", "-P", "8", "--command", "ECHO hello:3,TIME:1,HELP:1,PING:1");
 
         Assert.Equal(0, run.ExitCode);
         Assert.Equal(3000, run.Number("requests"));
@@ -27,7 +21,7 @@ public sealed class RealServerTests : IAsyncLifetime
     [Fact]
     public async Task The_json_report_has_the_documented_fields_and_progress_goes_to_stderr()
     {
-        RunOutput run = await LoadGenerator.RunJsonAsync(_server.Port, "-d", "1", "-c", "2", "-P", "2");
+        RunOutput run = await LoadGenerator.RunJsonAsync(Server.Port, "-d", "1", "-c", "2", "-P", "2");
 
         Assert.Equal(0, run.ExitCode);
         foreach (string field in new[] { "requests_per_second", "p50_us", "p90_us", "p99_us", "p999_us", "max_us" })
@@ -46,7 +40,7 @@ public sealed class RealServerTests : IAsyncLifetime
     [Fact]
     public async Task The_warmup_is_run_but_not_reported()
     {
-        RunOutput run = await LoadGenerator.RunJsonAsync(_server.Port, "-d", "0.5", "--warmup", "0.5", "-c", "2");
+        RunOutput run = await LoadGenerator.RunJsonAsync(Server.Port, "-d", "0.5", "--warmup", "0.5", "-c", "2");
 
         Assert.Equal(0, run.ExitCode);
         Assert.Equal(0.5, run.Json.GetProperty("duration_s").GetDouble());
@@ -58,7 +52,7 @@ public sealed class RealServerTests : IAsyncLifetime
     [Fact]
     public async Task The_text_report_names_throughput_percentiles_and_errors()
     {
-        RunOutput run = await LoadGenerator.RunAsync("--port", _server.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-n", "200", "-c", "2");
+        RunOutput run = await LoadGenerator.RunTextAsync(Server.Port, "-n", "200", "-c", "2");
 
         Assert.Equal(0, run.ExitCode);
         Assert.Contains("throughput", run.Output, StringComparison.Ordinal);
@@ -69,7 +63,7 @@ public sealed class RealServerTests : IAsyncLifetime
     [Fact]
     public async Task Fewer_requests_than_connections_end_at_once()
     {
-        RunOutput run = await LoadGenerator.RunJsonAsync(_server.Port, "-n", "3", "-c", "5");
+        RunOutput run = await LoadGenerator.RunJsonAsync(Server.Port, "-n", "3", "-c", "5");
 
         Assert.Equal(0, run.ExitCode);
         Assert.Equal(3, run.Number("requests"));
@@ -79,7 +73,7 @@ public sealed class RealServerTests : IAsyncLifetime
     [Fact]
     public async Task Sessions_of_k_requests_end_with_quit_and_reconnect()
     {
-        RunOutput run = await LoadGenerator.RunJsonAsync(_server.Port, "-n", "200", "-c", "2", "-P", "4", "--requests-per-session", "10");
+        RunOutput run = await LoadGenerator.RunJsonAsync(Server.Port, "-n", "200", "-c", "2", "-P", "4", "--requests-per-session", "10");
 
         Assert.Equal(0, run.ExitCode);
         Assert.Equal(200, run.Number("requests"));
@@ -89,7 +83,7 @@ public sealed class RealServerTests : IAsyncLifetime
     [Fact]
     public async Task A_fixed_rate_sends_about_that_many_requests()
     {
-        RunOutput run = await LoadGenerator.RunJsonAsync(_server.Port, "--rate", "400", "-c", "4", "-P", "4", "-d", "1");
+        RunOutput run = await LoadGenerator.RunJsonAsync(Server.Port, "--rate", "400", "-c", "4", "-P", "4", "-d", "1");
 
         Assert.Equal(0, run.ExitCode);
         Assert.InRange(run.Number("requests"), 300, 410);
@@ -98,7 +92,7 @@ public sealed class RealServerTests : IAsyncLifetime
     [Fact]
     public async Task Big_echo_payloads_come_back_whole()
     {
-        RunOutput run = await LoadGenerator.RunJsonAsync(_server.Port, "-n", "200", "-c", "2", "-P", "4", "--payload-size", "5000");
+        RunOutput run = await LoadGenerator.RunJsonAsync(Server.Port, "-n", "200", "-c", "2", "-P", "4", "--payload-size", "5000");
 
         Assert.Equal(0, run.ExitCode);
         Assert.Equal(200, run.Number("requests"));
@@ -109,7 +103,7 @@ public sealed class RealServerTests : IAsyncLifetime
     {
         // Each connection gets ERROR LINE_TOO_LONG, and the server closes it: the request sent after it, if any, is
         // lost, and a new connection takes the next one. No request is answered rightly.
-        RunOutput run = await LoadGenerator.RunJsonAsync(_server.Port, "-n", "5", "-c", "1", "--payload-size", "20000");
+        RunOutput run = await LoadGenerator.RunJsonAsync(Server.Port, "-n", "5", "-c", "1", "--payload-size", "20000");
 
         Assert.Equal(1, run.ExitCode);
         Assert.InRange(run.Errors("wrong_reply"), 1, 5);
@@ -123,7 +117,7 @@ public sealed class RealServerTests : IAsyncLifetime
         string path = Path.Combine(Path.GetTempPath(), $"loadgen-{Guid.NewGuid():N}.svg");
         try
         {
-            RunOutput run = await LoadGenerator.RunJsonAsync(_server.Port, "-n", "500", "-c", "2", "--svg", path);
+            RunOutput run = await LoadGenerator.RunJsonAsync(Server.Port, "-n", "500", "-c", "2", "--svg", path);
 
             Assert.Equal(0, run.ExitCode);
             XElement svg = XDocument.Load(path).Root!;

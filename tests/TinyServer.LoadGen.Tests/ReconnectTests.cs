@@ -9,21 +9,17 @@ namespace TinyServer.LoadGen.Tests;
 /// gone for good ends the run with connect errors once --connect-timeout has passed.
 /// </summary>
 [Trait("Tier", "unit")]
-public sealed class ReconnectTests : IAsyncLifetime
+public sealed class ReconnectTests
 {
     private const string Echo = "ECHO hello\n";
     private const string ShuttingDown = "ERROR SHUTTING_DOWN\n";
 
-    private TestServer _server = null!;
-
-    public async Task InitializeAsync() => _server = await TestServer.StartAsync();
-
-    public async Task DisposeAsync() => await _server.DisposeAsync();
-
     [Fact]
     public async Task Sessions_ended_by_bye_are_reconnects_not_errors()
     {
-        RunOutput run = await LoadGenerator.RunJsonAsync(_server.Port, "-n", "200", "-c", "2", "-P", "4", "--requests-per-session", "10");
+        await using TestServer server = await TestServer.StartAsync();
+
+        RunOutput run = await LoadGenerator.RunJsonAsync(server.Port, "-n", "200", "-c", "2", "-P", "4", "--requests-per-session", "10");
 
         Assert.Equal(0, run.ExitCode);
         Assert.Equal(200, run.Number("requests"));
@@ -172,24 +168,8 @@ public sealed class ReconnectTests : IAsyncLifetime
         // requests behind that notice are to be sent again, but nothing listens any more: each connection counts one
         // connect error after --connect-timeout, and not one request is lost.
         TestServer server = await TestServer.StartAsync(new ServerOptions { Transport = transport });
-        Task<RunOutput> load;
-        try
-        {
-            load = LoadGenerator.RunJsonAsync(server.Port, "-d", "20", "-c", "4", "-P", "4", "--connect-timeout", "1");
-            using var connected = new CancellationTokenSource(Timeouts.Io);
-            while (server.ActiveConnections < 4)
-            {
-                await Task.Delay(10, connected.Token);
-            }
 
-            await Task.Delay(TimeSpan.FromSeconds(0.3)); // Some load.
-        }
-        finally
-        {
-            await server.DisposeAsync();
-        }
-
-        RunOutput run = await load;
+        RunOutput run = await server.StopDuringAsync(() => LoadGenerator.RunJsonAsync(server.Port, "-d", "20", "-c", "4", "-P", "4", "--connect-timeout", "1"), connections: 4);
 
         Assert.Equal(1, run.ExitCode);
         Assert.True(run.Number("requests") > 0, run.Output);
@@ -207,7 +187,7 @@ public sealed class ReconnectTests : IAsyncLifetime
         await using var server = FakeServer.WithBanner((connection, line) =>
             connection > 0 ? Echo : Interlocked.Increment(ref answered) <= 3 ? Echo : ShuttingDown + FakeServer.AndClose);
 
-        RunOutput run = await LoadGenerator.RunAsync("--port", server.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-n", "10", "-c", "1");
+        RunOutput run = await LoadGenerator.RunTextAsync(server.Port, "-n", "10", "-c", "1");
 
         Assert.Equal(0, run.ExitCode);
         Assert.Contains("reconnects    1 (resent 1, lost 0)\n", run.Output, StringComparison.Ordinal);

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 
 namespace TinyServer.LoadGen.Tests.Infrastructure;
@@ -26,6 +27,11 @@ public static class LoadGenerator
     }
 
     /// <summary>A run against 127.0.0.1:<paramref name="port"/> with --json.</summary>
-    public static Task<RunOutput> RunJsonAsync(int port, params string[] args) =>
-        RunAsync([.. args, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--json"]);
+    public static Task<RunOutput> RunJsonAsync(int port, params string[] args) => RunAsync([.. At(port, args), "--json"]);
+
+    /// <summary>A run against 127.0.0.1:<paramref name="port"/> with the text report.</summary>
+    public static Task<RunOutput> RunTextAsync(int port, params string[] args) => RunAsync(At(port, args));
+
+    /// <summary>The arguments of a run against 127.0.0.1:<paramref name="port"/>: <c>--port</c>, then <paramref name="args"/>.</summary>
+    public static string[] At(int port, params string[] args) => ["--port", port.ToString(CultureInfo.InvariantCulture), .. args];
 }

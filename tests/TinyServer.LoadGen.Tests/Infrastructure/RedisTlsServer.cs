@@ -99,13 +99,8 @@ public sealed class RedisTlsServer : IAsyncDisposable
 
     private static (string Certificate, string Key) WriteCertificate(string directory)
     {
-        using ECDsa key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256);
-        var names = new SubjectAlternativeNameBuilder();
-        names.AddDnsName("localhost");
-        names.AddIpAddress(IPAddress.Loopback);
-        request.CertificateExtensions.Add(names.Build());
-        using X509Certificate2 certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        using X509Certificate2 certificate = Certificates.SelfSigned();
+        using ECDsa key = certificate.GetECDsaPrivateKey()!;
         string certificatePath = Path.Combine(directory, "cert.pem");
         string keyPath = Path.Combine(directory, "key.pem");
         File.WriteAllText(certificatePath, certificate.ExportCertificatePem());

@@ -36,6 +36,32 @@ public sealed class TestServer : IAsyncDisposable
         };
     }
 
+    /// <summary>
+    /// Runs the load <paramref name="start"/> starts and, once <paramref name="connections"/> connections are open and
+    /// some load has run, stops this server (disposing it); returns the run.
+    /// </summary>
+    public async Task<RunOutput> StopDuringAsync(Func<Task<RunOutput>> start, long connections)
+    {
+        Task<RunOutput> load;
+        try
+        {
+            load = start();
+            using var connected = new CancellationTokenSource(Timeouts.Io);
+            while (ActiveConnections < connections)
+            {
+                await Task.Delay(10, connected.Token);
+            }
+
+            await Task.Delay(TimeSpan.FromSeconds(0.3)); // Some load.
+        }
+        finally
+        {
+            await DisposeAsync();
+        }
+
+        return await load;
+    }
+
     public async ValueTask DisposeAsync()
     {
         await _app.StopAsync().WaitAsync(Timeouts.Io);
