@@ -109,37 +109,42 @@ for n in filter(None, E.get("TLS_NOTES_TEXT", "").split("\n")):
     md.append(f"- {n}")
 md.append("")
 
-def table_rows(points, point, latency):
-    """A row for each point: point(k) gives the cells after pinning, certificate and TLS version; latency(d) a server's
-    latency cell from its medians d."""
+def table(points, title, header, align, source, row, notes=()):
+    """A section, when there are points: its title, the table (header: the column names; align: the separator line),
+    a row for each point k, row(k, t, r, tt, rr) from TinyServer's (t) and Redis's (r) medians in source, each None
+    where that server has none (tt, rr: the same, with Nones for the figures), then the notes."""
+    if not points:
+        return
+    md.extend([f"## {title}", "", header, align])
     for k in points:
-        t, r = data.get(k + ("tinyserver",)), data.get(k + ("redis",))
-        tt, rr = t or (None,) * 6, r or (None,) * 6
-        md.append(f"| {k[0]} | {certname[k[1]]} | {k[2]} | {point(k)} | {fmt_rate(tt[0])} | {latency(tt)} | {fmt_cpu(tt[5])} "
-                  f"| {fmt_rate(rr[0])} | {latency(rr)} | {fmt_cpu(rr[5])} | {ratio(tt[0], rr[0])}{problems(t, r)} "
-                  f"| {ratio(tt[5], rr[5])} |")
+        t, r = source.get(k + ("tinyserver",)), source.get(k + ("redis",))
+        md.append(row(k, t, r, t or (None,) * 6, r or (None,) * 6))
+    md.append("")
+    for n in notes:
+        md.extend([n, ""])
+
+def s_time_row(point, latency):
+    """A row of the C reference and s_time tables: point(k) gives the cells after pinning, certificate and TLS
+    version; latency(d) a server's latency cell from its medians d."""
+    return lambda k, t, r, tt, rr: (
+        f"| {k[0]} | {certname[k[1]]} | {k[2]} | {point(k)} | {fmt_rate(tt[0])} | {latency(tt)} | {fmt_cpu(tt[5])} "
+        f"| {fmt_rate(rr[0])} | {latency(rr)} | {fmt_cpu(rr[5])} | {ratio(tt[0], rr[0])}{problems(t, r)} "
+        f"| {ratio(tt[5], rr[5])} |")
 
 req = [k for k in keys if k[4] != "hs"]
 hs = [k for k in keys if k[4] == "hs"]
-if req:
-    md.append("## Requests over TLS")
-    md.append("")
-    md.append("| Pinning | Certificate | TLS | Connections | Pipeline | TinyServer requests/s | p99 µs | CPU µs/request "
-              "| Redis requests/s | p99 µs | CPU µs/request | TinyServer / Redis: requests/s | CPU/request |")
-    md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    table_rows(req, lambda k: f"{k[3]:,} | {k[4]}", lambda d: fmt_us(d[2]))
-    md.append("")
-    md.append("Latency is per request, from its write to its reply, each pipelined request timed on its own. "
-              "CPU/request below 1: TinyServer spends less CPU time per request than Redis.")
-    md.append("")
-if hs:
-    md.append("## Full handshakes")
-    md.append("")
-    md.append("| Pinning | Certificate | TLS | s_time clients | TinyServer handshakes/s | mean ms | CPU µs/handshake "
-              "| Redis handshakes/s | mean ms | CPU µs/handshake | TinyServer / Redis: handshakes/s | CPU/handshake |")
-    md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    table_rows(hs, lambda k: f"{k[3]}", lambda d: "-" if d[1] is None else f"{d[1]:.2f}")
-    md.append("")
+table(req, "Requests over TLS",
+      "| Pinning | Certificate | TLS | Connections | Pipeline | TinyServer requests/s | p99 µs | CPU µs/request "
+      "| Redis requests/s | p99 µs | CPU µs/request | TinyServer / Redis: requests/s | CPU/request |",
+      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+      data, s_time_row(lambda k: f"{k[3]:,} | {k[4]}", lambda d: fmt_us(d[2])),
+      ["Latency is per request, from its write to its reply, each pipelined request timed on its own. "
+       "CPU/request below 1: TinyServer spends less CPU time per request than Redis."])
+table(hs, "Full handshakes",
+      "| Pinning | Certificate | TLS | s_time clients | TinyServer handshakes/s | mean ms | CPU µs/handshake "
+      "| Redis handshakes/s | mean ms | CPU µs/handshake | TinyServer / Redis: handshakes/s | CPU/handshake |",
+      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+      data, s_time_row(lambda k: f"{k[3]}", lambda d: "-" if d[1] is None else f"{d[1]:.2f}"))
 lg_rows = [l.rstrip("\n").split("\t") for l in open(E["TLS_LG_RUNS"]) if l.strip()] if lg_on else []
 lg, lg_keys = {}, []
 for mode, cert, proto, c, p, server, kind, rate, p50, p99, errors, cpu, client, _round in lg_rows:
@@ -155,40 +160,28 @@ def lg_problems(t, r):
     out += [f"{n}: {d[3]} run(s) failed" for n, d in (("TinyServer", t), ("Redis", r)) if d and d[3]]
     return f" ({'; '.join(out)})" if out else ""
 
-lg_req = [k for k in lg_keys if k[5] == "requests"]
-if lg_req:
-    md.append("## Requests over TLS, by TinyServer.LoadGen")
-    md.append("")
-    md.append("| Pinning | Certificate | Connections | Pipeline | TinyServer requests/s | p99 µs | LoadGen / C reference "
-              "| Redis requests/s | p99 µs | LoadGen / C reference | TinyServer / Redis | LoadGen CPU µs/request | TinyServer CPU µs/request |")
-    md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for k in lg_req:
-        t, r = lg.get(k + ("tinyserver",)), lg.get(k + ("redis",))
-        tt, rr = t or (None,) * 6, r or (None,) * 6
-        ct, cr = data.get(k[:5] + ("tinyserver",)), data.get(k[:5] + ("redis",))
-        md.append(f"| {k[0]} | {certname[k[1]]} | {k[3]:,} | {k[4]} | {fmt_rate(tt[0])} | {fmt_us(tt[1])} | {ratio(tt[0], ct and ct[0])} "
-                  f"| {fmt_rate(rr[0])} | {fmt_us(rr[1])} | {ratio(rr[0], cr and cr[0])} | {ratio(tt[0], rr[0])}{lg_problems(t, r)} "
-                  f"| {fmt_cpu(tt[5])} | {fmt_cpu(tt[4])} |")
-    md.append("")
-    md.append("LoadGen / C reference: TinyServer.LoadGen's requests/s against the C reference's at the same point and server "
-              "(table above). LoadGen CPU: the load generator's own CPU time per request, against TinyServer's server CPU.")
-    md.append("")
-lg_hs = [k for k in lg_keys if k[5] != "requests"]
-if lg_hs:
-    md.append("## Handshakes, by TinyServer.LoadGen")
-    md.append("")
-    md.append("| Pinning | Certificate | Handshake | Connections | TinyServer handshakes/s | CPU µs/handshake "
-              "| Redis handshakes/s | CPU µs/handshake | TinyServer / Redis: handshakes/s | CPU/handshake |")
-    md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for k in lg_hs:
-        t, r = lg.get(k + ("tinyserver",)), lg.get(k + ("redis",))
-        tt, rr = t or (None,) * 6, r or (None,) * 6
-        md.append(f"| {k[0]} | {certname[k[1]]} | {k[5]} (TLS 1.3) | {k[3]} | {fmt_rate(tt[0])} | {fmt_cpu(tt[4])} "
-                  f"| {fmt_rate(rr[0])} | {fmt_cpu(rr[4])} | {ratio(tt[0], rr[0])}{lg_problems(t, r)} | {ratio(tt[4], rr[4])} |")
-    md.append("")
-    md.append("Each handshake here is a new connection, its handshake, one request and its reply, then QUIT; the server's "
-              "CPU per handshake includes that request and the close.")
-    md.append("")
+def lg_request_row(k, t, r, tt, rr):
+    ct, cr = data.get(k[:5] + ("tinyserver",)), data.get(k[:5] + ("redis",))
+    return (f"| {k[0]} | {certname[k[1]]} | {k[3]:,} | {k[4]} | {fmt_rate(tt[0])} | {fmt_us(tt[1])} | {ratio(tt[0], ct and ct[0])} "
+            f"| {fmt_rate(rr[0])} | {fmt_us(rr[1])} | {ratio(rr[0], cr and cr[0])} | {ratio(tt[0], rr[0])}{lg_problems(t, r)} "
+            f"| {fmt_cpu(tt[5])} | {fmt_cpu(tt[4])} |")
+
+table([k for k in lg_keys if k[5] == "requests"], "Requests over TLS, by TinyServer.LoadGen",
+      "| Pinning | Certificate | Connections | Pipeline | TinyServer requests/s | p99 µs | LoadGen / C reference "
+      "| Redis requests/s | p99 µs | LoadGen / C reference | TinyServer / Redis | LoadGen CPU µs/request | TinyServer CPU µs/request |",
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+      lg, lg_request_row,
+      ["LoadGen / C reference: TinyServer.LoadGen's requests/s against the C reference's at the same point and server "
+       "(table above). LoadGen CPU: the load generator's own CPU time per request, against TinyServer's server CPU."])
+table([k for k in lg_keys if k[5] != "requests"], "Handshakes, by TinyServer.LoadGen",
+      "| Pinning | Certificate | Handshake | Connections | TinyServer handshakes/s | CPU µs/handshake "
+      "| Redis handshakes/s | CPU µs/handshake | TinyServer / Redis: handshakes/s | CPU/handshake |",
+      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+      lg, lambda k, t, r, tt, rr:
+          f"| {k[0]} | {certname[k[1]]} | {k[5]} (TLS 1.3) | {k[3]} | {fmt_rate(tt[0])} | {fmt_cpu(tt[4])} "
+          f"| {fmt_rate(rr[0])} | {fmt_cpu(rr[4])} | {ratio(tt[0], rr[0])}{lg_problems(t, r)} | {ratio(tt[4], rr[4])} |",
+      ["Each handshake here is a new connection, its handshake, one request and its reply, then QUIT; the server's "
+       "CPU per handshake includes that request and the close."])
 mem = [l.rstrip("\n").split("\t") for l in open(E["TLS_MEMORY"]) if l.strip()] if lg_on else []
 if mem:
     md.append("## Memory per idle TLS connection")
