@@ -155,7 +155,7 @@ public sealed class ReconnectTests
 
         Assert.Equal(1, run.ExitCode);
         Assert.True(run.Json.GetProperty("ended_early").GetBoolean(), run.Output);
-        Assert.Equal(1, run.Json.GetProperty("connect_errors").GetProperty("closed before the banner").GetInt64());
+        Assert.Equal(1, run.Errors("connect")); // Closed before the banner, or a last dial still under way at the timeout.
         Assert.InRange(Volatile.Read(ref dials) - 1, 1, 3);
     }
 

@@ -295,7 +295,7 @@ public sealed class ReconnectingClientTests
 
         ServerClosedException error = await Assert.ThrowsAsync<ServerClosedException>(() => client.RequestAsync("ECHO 2", deadline.Token));
 
-        Assert.Contains("before its banner", error.Message, StringComparison.Ordinal);
+        Assert.Contains("before", error.Message, StringComparison.Ordinal); // closed, or lost (reset), before the banner
         Assert.False(deadline.IsCancellationRequested);
         Assert.InRange(Volatile.Read(ref dials) - 1, 1, 3);
     }
