@@ -11,6 +11,7 @@ namespace TinyServer.Tests.Endpoints;
 /// normal priority for a handshake that has waited too long for idle CPU. The storm test shows what it is for.
 /// </summary>
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+[Trait("Tier", "process")] // Real threads, and a real 200 ms wait for the late thread.
 public sealed class HandshakeThreadsTests
 {
     private const int SchedOther = 0;
@@ -19,8 +20,9 @@ public sealed class HandshakeThreadsTests
     [Fact]
     public async Task What_follows_Enter_runs_on_a_handshake_thread_at_idle_priority()
     {
-        using var threads = new HandshakeThreads(2, TimeSpan.FromMilliseconds(100), TimeProvider.System, NullLogger.Instance);
-        (string? name, int policy) = await RunAsync(threads).WaitAsync(Timeouts.Read);
+        // A long idle wait: on a busy machine the idle threads may not run within 100 ms, and the late thread would.
+        using var threads = new HandshakeThreads(2, Timeouts.Read, TimeProvider.System, NullLogger.Instance);
+        (string? name, int policy) = await RunAsync(threads).WaitAsync(Timeouts.Process);
         Assert.Equal("TLS handshakes", name);
         Assert.Equal(SchedIdle, policy);
 
