@@ -6,36 +6,23 @@ namespace TinyServer.LoadGen;
 /// <summary>
 /// A connection's bytes in and out: straight on the socket, or through its <see cref="TlsChannel"/> with --tls. Over
 /// TLS the handshake follows the TCP connect (<see cref="ConnectionState.Handshaking"/>, part of the dial), and every
-/// event goes through <see cref="OnTlsEvent"/>: the channel moves the ciphertext, then the usual banner and reply
-/// handling reads the decrypted bytes, as many times as the channel has some ready.
+/// event goes through <see cref="OnTlsEvent"/>: a handshake step, then the usual banner and reply handling reads the
+/// decrypted bytes, as many times as the channel has some (until <c>SSL_read</c> would block, as the C reference does).
 /// </summary>
 internal sealed partial class Connection
 {
     private readonly TlsChannel? _tls;
 
-    private static TlsChannel? NewTlsChannel(RunState run, int capacity) =>
-        run.TlsOptions is { } options ? new TlsChannel(options, capacity) : null;
+    private static TlsChannel? NewTlsChannel(RunState run) =>
+        run.OpenSsl is { } openSsl ? new TlsChannel(openSsl) : null;
 
     // Bytes of the server (decrypted, over TLS) into the receive buffer.
     private int ReceiveBytes(out SocketError error) =>
         _tls is null ? _socket!.Receive(_receive.Free, SocketFlags.None, out error) : _tls.TakeRead(out error);
 
-    // Bytes to the server: what the socket took; over TLS all of them (encrypted, the rest of the ciphertext buffered).
-    private int SendBytes(ReadOnlySpan<byte> bytes, out SocketError error)
-    {
-        if (_tls is null)
-        {
-            return _socket!.Send(bytes, SocketFlags.None, out error);
-        }
-
-        _tls.SendUnsent();
-        _tls.Send(bytes);
-        error = _tls.Failed ? SocketError.ConnectionReset : SocketError.Success;
-        return bytes.Length;
-    }
-
-    // Over TLS, ciphertext waiting for the socket keeps the connection waiting for it to be writable too.
-    private bool CiphertextUnsent => _tls?.HasUnsent ?? false;
+    // Bytes to the server: what the socket took (over TLS, what SSL_write took: the rest goes when it is writable).
+    private int SendBytes(ReadOnlySpan<byte> bytes, out SocketError error) =>
+        _tls is null ? _socket!.Send(bytes, SocketFlags.None, out error) : _tls.Send(bytes, out error);
 
     private void StartHandshake(long now)
     {
@@ -55,7 +42,7 @@ internal sealed partial class Connection
 
         if ((events & Epoll.Writable) != 0)
         {
-            tls.SendUnsent();
+            tls.OnWritable();
         }
 
         if ((events & (Epoll.Readable | Epoll.Error | Epoll.HangUp)) != 0)
@@ -65,16 +52,10 @@ internal sealed partial class Connection
 
         if (State == ConnectionState.Handshaking)
         {
-            if (tls.Failed)
-            {
-                DialFailed(ErrorCounts.Describe(SocketError.ConnectionReset));
-                return;
-            }
-
             switch (tls.HandshakeOutcome)
             {
                 case null:
-                    WaitForSocket(tls.HasUnsent);
+                    WaitForSocket(tls.WaitsForWritable);
                     return;
                 case "":
                     if (now >= _run.MeasureStart && now <= _run.RecordEnd)
@@ -99,7 +80,7 @@ internal sealed partial class Connection
             }
         }
 
-        while (State == ConnectionState.Greeting && tls.ReadReady(_receive.FreeMemory))
+        while (State == ConnectionState.Greeting && tls.ReadReady(_receive.Free))
         {
             ReceiveBanner(now);
         }
@@ -109,14 +90,14 @@ internal sealed partial class Connection
             Flush(now);
         }
 
-        while (State == ConnectionState.Open && tls.ReadReady(_receive.FreeMemory))
+        while (State == ConnectionState.Open && tls.ReadReady(_receive.Free))
         {
             Receive(now);
         }
 
         if (State is ConnectionState.Greeting or ConnectionState.Open)
         {
-            WaitForSocket(_wantWrite || tls.HasUnsent);
+            WaitForSocket(_wantWrite || tls.WaitsForWritable);
         }
     }
 

@@ -42,7 +42,7 @@ internal sealed partial class Connection
         _receive = new ReceiveBuffer(_workload.ReceiveBufferSize(_pipeline));
         _send = new SendBuffer((_pipeline + 1) * _workload.LongestRequest);
         _inFlight = new RequestRing(_pipeline + 1);
-        _tls = NewTlsChannel(run, _send.Capacity);
+        _tls = NewTlsChannel(run);
         _schedule = index % _workload.Schedule.Length;
     }
 
@@ -293,7 +293,7 @@ internal sealed partial class Connection
             return;
         }
 
-        bool pending = _send.Sent(sent) | CiphertextUnsent;
+        bool pending = _send.Sent(sent);
         if (pending != _wantWrite)
         {
             _wantWrite = pending;

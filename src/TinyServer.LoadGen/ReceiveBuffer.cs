@@ -16,9 +16,6 @@ internal struct ReceiveBuffer(int capacity)
     /// <summary>Where the next read goes.</summary>
     public readonly Span<byte> Free => _bytes.AsSpan(_filled);
 
-    /// <summary>Where the next read goes, for a read that completes later (TLS).</summary>
-    public readonly Memory<byte> FreeMemory => _bytes.AsMemory(_filled);
-
     public void Received(int count) => _filled += count;
 
     /// <summary>Drops the <paramref name="consumed"/> bytes at the front (framed replies), keeping the rest.</summary>

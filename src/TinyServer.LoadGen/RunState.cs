@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Security;
-using System.Security.Cryptography.X509Certificates;
 using HdrHistogram;
 using TinyServer.Interop;
 
@@ -83,8 +81,8 @@ internal sealed class RunState(LoadOptions options, EndPoint endPoint, Workload 
     /// <summary>Requests answered with ERROR SHUTTING_DOWN (not executed) and sent again on a new connection.</summary>
     public long Resent { get; set; }
 
-    /// <summary>With --tls, what every connection's handshake uses; null without.</summary>
-    public SslClientAuthenticationOptions? TlsOptions { get; } = options.Tls ? NewTlsOptions(options) : null;
+    /// <summary>With --tls, the OpenSSL context every connection's session is made from; null without.</summary>
+    public OpenSsl? OpenSsl { get; } = options.Tls ? new OpenSsl(options.Host, options.Insecure, options.TlsResume) : null;
 
     /// <summary>TLS handshakes completed in the measurement window (a -n run's: after the first dials).</summary>
     public long Handshakes { get; set; }
@@ -109,21 +107,9 @@ internal sealed class RunState(LoadOptions options, EndPoint endPoint, Workload 
     public void Record(long ticks) =>
         Latency.RecordValue(Math.Clamp(Clock.ToNanoseconds(ticks), 1, Histograms.HighestNanoseconds));
 
-    public void Dispose() => Epoll.Dispose();
-
-    // With --insecure any certificate is accepted, so the chain (which .NET builds before the callback, whatever it
-    // says) is built against an empty custom trust store rather than the system's roots: that saves the client about
-    // a quarter of its CPU per full handshake.
-    private static SslClientAuthenticationOptions NewTlsOptions(LoadOptions options) => new()
+    public void Dispose()
     {
-        TargetHost = options.Host,
-        RemoteCertificateValidationCallback = options.Insecure ? static (_, _, _, _) => true : null,
-        CertificateChainPolicy = options.Insecure ? new X509ChainPolicy
-        {
-            TrustMode = X509ChainTrustMode.CustomRootTrust,
-            RevocationMode = X509RevocationMode.NoCheck,
-            DisableCertificateDownloads = true,
-        } : null,
-        AllowTlsResume = options.TlsResume,
-    };
+        Epoll.Dispose();
+        OpenSsl?.Dispose();
+    }
 }
