@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Security.Cryptography;
@@ -201,5 +202,89 @@ public sealed class RedisTlsTests : IAsyncLifetime
 
         Assert.Equal(0, run.ExitCode);
         Assert.InRange(run.Number("requests"), 300, 410);
+    }
+}
+
+/// <summary>
+/// Without --insecure the server's certificate is checked against the system's roots and --host. The load generator
+/// runs as a process of its own, with SSL_CERT_FILE naming the test's self-signed certificate as the only root.
+/// </summary>
+[Trait("Tier", "process")]
+public sealed class TlsVerificationTests
+{
+    [Fact]
+    public async Task A_trusted_certificate_passes_for_its_address_and_name_and_fails_for_another_address()
+    {
+        using X509Certificate2 certificate = SelfSignedRoot("localhost", IPAddress.Loopback);
+        using X509Certificate2 elsewhere = SelfSignedRoot("elsewhere.example", null);
+        await using TestServer server = await TestServer.StartAsync(new ServerOptions { TlsPort = 0, TlsCertificate = certificate });
+        await using TestServer other = await TestServer.StartAsync(new ServerOptions { TlsPort = 0, TlsCertificate = elsewhere });
+        string roots = Path.Combine(Path.GetTempPath(), $"loadgen-roots-{Guid.NewGuid():N}.pem");
+        await File.WriteAllTextAsync(roots, $"{certificate.ExportCertificatePem()}\n{elsewhere.ExportCertificatePem()}\n");
+        try
+        {
+            RunOutput byAddress = await RunAsync(roots, "--port", Port(server), "--tls", "-n", "10", "-c", "1", "--json");
+            RunOutput byName = await RunAsync(roots, "--host", "localhost", "--port", Port(server), "--tls", "-n", "10", "-c", "1", "--json");
+            RunOutput mismatch = await RunAsync(roots, "--port", Port(other), "--tls", "-n", "10", "-c", "1", "--json");
+
+            Assert.True(byAddress.ExitCode == 0, byAddress.Output + byAddress.Progress);
+            Assert.Equal(10, byAddress.Number("requests"));
+            Assert.True(byName.ExitCode == 0, byName.Output + byName.Progress);
+            Assert.Equal(10, byName.Number("requests"));
+            Assert.Equal(1, mismatch.ExitCode);
+            Assert.Equal(1, mismatch.Errors("connect"));
+            Assert.Equal(1, mismatch.Json.GetProperty("connect_errors").GetProperty("TLS handshake failed: IP address mismatch").GetInt64());
+        }
+        finally
+        {
+            File.Delete(roots);
+        }
+    }
+
+    private static string Port(TestServer server) => server.TlsPort!.Value.ToString(CultureInfo.InvariantCulture);
+
+    // A self-signed root (a CA) for the name and, when given, the address.
+    private static X509Certificate2 SelfSignedRoot(string name, IPAddress? address)
+    {
+        using ECDsa key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddDnsName(name);
+        if (address is not null)
+        {
+            names.AddIpAddress(address);
+        }
+
+        request.CertificateExtensions.Add(names.Build());
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(certificateAuthority: true, hasPathLengthConstraint: false, pathLengthConstraint: 0, critical: true));
+        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+    }
+
+    // The built program (its apphost, copied beside the tests), with SSL_CERT_FILE set: OpenSSL reads it, so it can
+    // only be given to a process of its own.
+    private static async Task<RunOutput> RunAsync(string roots, params string[] args)
+    {
+        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "TinyServer.LoadGen"), args)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.Environment["SSL_CERT_FILE"] = roots;
+        using Process process = Process.Start(start)!;
+        Task<string> output = process.StandardOutput.ReadToEndAsync();
+        Task<string> progress = process.StandardError.ReadToEndAsync();
+        try
+        {
+            await process.WaitForExitAsync().WaitAsync(Timeouts.Run);
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+
+        return new RunOutput(process.ExitCode, await output, await progress);
     }
 }
