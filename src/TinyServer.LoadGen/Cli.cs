@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace TinyServer.LoadGen;
 
@@ -29,6 +30,11 @@ internal static class Cli
             if (!OperatingSystem.IsLinux())
             {
                 throw new UsageException("the load generator runs on Linux (it waits on sockets with epoll)");
+            }
+
+            if (parsed.Tls && !NativeLibrary.TryLoad("libssl.so.3", out _))
+            {
+                throw new UsageException("--tls needs OpenSSL 3 (libssl.so.3), which is not installed");
             }
 
             options = parsed;
