@@ -8,9 +8,19 @@ namespace TinyServer.Transport.Epoll;
 
 internal sealed partial class EpollConnection
 {
-    /// <summary>Collects replies in one contiguous rented buffer; a flush sends it, waiting for the socket if it is full.</summary>
+    /// <summary>
+    /// Collects replies in one contiguous rented buffer; a flush sends it, waiting for the socket if it is full. A flush
+    /// on the connection's own event thread, with room in the socket and less than <see cref="DeferredSendLimit"/>
+    /// unsent, completes at once and the loop sends at the end of its turn, after the other connections' events (as
+    /// Redis writes its replies before it sleeps): the replies of one turn leave in a burst, so the peer wakes once
+    /// for them, not once each. Bytes so flushed are never dropped for want of room: what the socket did not take
+    /// then goes when it is writable, and a later flush waits for it.
+    /// </summary>
     private sealed class SocketWriter(EpollConnection connection) : PipeWriter, IValueTaskSource<FlushResult>
     {
+        /// <summary>Unsent bytes above which a flush on the event thread sends at once instead of at the end of the turn.</summary>
+        private const int DeferredSendLimit = 16 * 1024;
+
         private ManualResetValueTaskSourceCore<FlushResult> _source;
         private byte[]? _buffer;
         private int _written;
@@ -19,6 +29,8 @@ internal sealed partial class EpollConnection
         private bool _failed;
         private bool _cancelNext;
         private bool _waiting;
+        private bool _deferred; // Registered with the loop to send at the end of its turn.
+        private bool _writing; // Between GetMemory/GetSpan and the flush: the loop leaves the buffer alone meanwhile.
 
         private object Gate => connection._reader; // One monitor per connection, allocated only if contended.
 
@@ -36,10 +48,23 @@ internal sealed partial class EpollConnection
         {
             lock (Gate)
             {
+                _writing = false;
                 if (_cancelNext)
                 {
                     _cancelNext = false;
                     return new ValueTask<FlushResult>(new FlushResult(isCanceled: true, isCompleted: false));
+                }
+
+                if (_writable && _written - _sent is > 0 and <= DeferredSendLimit && !_failed && !connection._closed
+                    && connection.Loop is { IsCurrentThread: true } loop)
+                {
+                    if (!_deferred)
+                    {
+                        _deferred = true;
+                        loop.SendLater(connection);
+                    }
+
+                    return new ValueTask<FlushResult>(new FlushResult(isCanceled: false, isCompleted: false));
                 }
 
                 if (Send())
@@ -79,6 +104,7 @@ internal sealed partial class EpollConnection
         {
             lock (Gate)
             {
+                _writing = false;
                 _ = Send();
                 _written = _sent = 0;
                 Return(ref _buffer);
@@ -90,15 +116,20 @@ internal sealed partial class EpollConnection
             lock (Gate)
             {
                 _writable = true;
-                if (!_waiting || !Send())
-                {
-                    return;
-                }
-
-                _waiting = false;
             }
 
-            _source.SetResult(new FlushResult(isCanceled: false, isCompleted: _failed));
+            SendWaiting();
+        }
+
+        /// <summary>On the event thread, at the end of its turn: sends what flushes left for it.</summary>
+        public void OnTurnEnd()
+        {
+            lock (Gate)
+            {
+                _deferred = false;
+            }
+
+            SendWaiting();
         }
 
         public void OnClosed()
@@ -117,8 +148,37 @@ internal sealed partial class EpollConnection
             _source.SetResult(new FlushResult(isCanceled: false, isCompleted: true));
         }
 
+        /// <summary>
+        /// Sends what was flushed and not yet sent (a waiting flush, or one that left its bytes for the end of the turn),
+        /// unless the producer is writing again: its next flush sends them.
+        /// </summary>
+        private void SendWaiting()
+        {
+            lock (Gate)
+            {
+                if (_writing || !Send() || !_waiting)
+                {
+                    return;
+                }
+
+                _waiting = false;
+            }
+
+            _source.SetResult(new FlushResult(isCanceled: false, isCompleted: _failed));
+        }
+
         private byte[] Reserve(int sizeHint)
         {
+            if (!_writing)
+            {
+                // Under the lock: the loop may be sending from the buffer (what an earlier flush left for the end of
+                // its turn), and leaves it alone from now until the flush.
+                lock (Gate)
+                {
+                    _writing = true;
+                }
+            }
+
             int needed = Math.Max(sizeHint, 1);
             if (_buffer is null)
             {

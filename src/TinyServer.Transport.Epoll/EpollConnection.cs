@@ -130,6 +130,9 @@ internal sealed partial class EpollConnection : ConnectionContext, IDuplexPipe, 
     /// <summary>Called by the loop thread for a read that gave way (<see cref="ReceivesPerTurn"/>): its next turn.</summary>
     public void OnTurn() => _reader.OnReadable(hangUp: false);
 
+    /// <summary>Called by the loop thread at the end of its turn, for a flush that left its bytes to be sent then.</summary>
+    public void OnTurnEnd() => _writer.OnTurnEnd();
+
     /// <summary>Called by the loop thread with the connection's epoll events.</summary>
     public void OnEvents(uint events)
     {

@@ -81,6 +81,7 @@ internal sealed class EpollLoops : IDisposable
         private int _slotsUsed; // Slots ever handed out: the free ones below it are in _freeSlots.
         private List<EpollConnection> _deferred = [];
         private List<EpollConnection> _turn = [];
+        private readonly List<EpollConnection> _sendLater = [];
 
         public Loop(EpollLoops owner, int index)
         {
@@ -94,6 +95,9 @@ internal sealed class EpollLoops : IDisposable
 
         /// <summary>On this loop's thread only: a connection whose read gave way, resumed after the events waiting now.</summary>
         public void Defer(EpollConnection connection) => _deferred.Add(connection);
+
+        /// <summary>On this loop's thread only: a connection whose flush left its bytes for the end of this turn.</summary>
+        public void SendLater(EpollConnection connection) => _sendLater.Add(connection);
 
         /// <summary>
         /// Registers <paramref name="connection"/> under a slot of this loop's table (a plain array: 8 bytes a
@@ -161,6 +165,14 @@ internal sealed class EpollLoops : IDisposable
 
                     _turn.Clear();
                 }
+
+                // The replies of this turn, in a burst (a handler resumed here may flush again: it is sent in this loop).
+                for (int i = 0; i < _sendLater.Count; i++)
+                {
+                    OnTurnEnd(_sendLater[i]);
+                }
+
+                _sendLater.Clear();
             }
 
             _epoll.Dispose();
@@ -171,6 +183,18 @@ internal sealed class EpollLoops : IDisposable
             try
             {
                 connection.OnEvents(events);
+            }
+            catch (Exception e)
+            {
+                _owner.OnFault(connection, e);
+            }
+        }
+
+        private void OnTurnEnd(EpollConnection connection)
+        {
+            try
+            {
+                connection.OnTurnEnd();
             }
             catch (Exception e)
             {
