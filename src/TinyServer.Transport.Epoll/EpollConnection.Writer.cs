@@ -115,7 +115,14 @@ internal sealed partial class EpollConnection
         {
             lock (Gate)
             {
+                // An edge comes with nearly every read (the peer's acknowledgement made room): unless the socket was full
+                // or a flush waits, what was flushed this turn stays for the end of the turn.
+                bool wasFull = !_writable;
                 _writable = true;
+                if (!wasFull && !_waiting)
+                {
+                    return;
+                }
             }
 
             SendWaiting();

@@ -72,6 +72,9 @@ internal sealed class EpollLoops : IDisposable
     {
         private const int WaitMilliseconds = 1000; // Only to notice a stop: events wake the loop at once.
 
+        /// <summary>Connections whose replies wait for the end of the turn, at most: then they are sent at once.</summary>
+        private const int SendsPerBurst = 16;
+
         private readonly EpollLoops _owner;
         private readonly Interop.Epoll _epoll = new();
         private readonly Lock _slotsLock = new();
@@ -153,6 +156,11 @@ internal sealed class EpollLoops : IDisposable
                     {
                         OnEvents(connection, _epoll.Events(i));
                     }
+
+                    if (_sendLater.Count >= SendsPerBurst)
+                    {
+                        SendNow(); // A long turn (hundreds of events) does not hold every reply until its end.
+                    }
                 }
 
                 if (_deferred.Count > 0)
@@ -166,13 +174,7 @@ internal sealed class EpollLoops : IDisposable
                     _turn.Clear();
                 }
 
-                // The replies of this turn, in a burst (a handler resumed here may flush again: it is sent in this loop).
-                for (int i = 0; i < _sendLater.Count; i++)
-                {
-                    OnTurnEnd(_sendLater[i]);
-                }
-
-                _sendLater.Clear();
+                SendNow();
             }
 
             _epoll.Dispose();
@@ -188,6 +190,17 @@ internal sealed class EpollLoops : IDisposable
             {
                 _owner.OnFault(connection, e);
             }
+        }
+
+        /// <summary>The replies left for the end of the turn, in a burst (one a handler flushes meanwhile is sent here too).</summary>
+        private void SendNow()
+        {
+            for (int i = 0; i < _sendLater.Count; i++)
+            {
+                OnTurnEnd(_sendLater[i]);
+            }
+
+            _sendLater.Clear();
         }
 
         private void OnTurnEnd(EpollConnection connection)
