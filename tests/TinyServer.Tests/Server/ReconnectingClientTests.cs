@@ -299,7 +299,9 @@ public sealed class ReconnectingClientTests
         // still without a banner at the connect timeout (clean-clone CI failed once on the message alone).
         Assert.NotEmpty(error.Message);
         Assert.False(deadline.IsCancellationRequested);
-        Assert.InRange(Volatile.Read(ref dials) - 1, 1, 3);
+        // At most three redials (the default backoff makes five); on a loaded machine the server may not even have
+        // taken the first redial off its accept queue within the connect timeout (clean-clone CI failed on 1..3).
+        Assert.InRange(Volatile.Read(ref dials) - 1, 0, 3);
     }
 
     private const long Millisecond = TimeSpan.TicksPerMillisecond;
