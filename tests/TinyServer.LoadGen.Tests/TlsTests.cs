@@ -18,7 +18,7 @@ public sealed class TlsTests : IAsyncLifetime
 {
     private TestServer _server = null!;
 
-    public async Task InitializeAsync() => _server = await TestServer.StartAsync(new ServerOptions { TlsPort = 0, TlsCertificate = SelfSigned() });
+    public async Task InitializeAsync() => _server = await TestServer.StartAsync(new ServerOptions { TlsPort = 0, TlsCertificate = Certificates.SelfSigned() });
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
 
@@ -53,7 +53,7 @@ public sealed class TlsTests : IAsyncLifetime
     {
         // The server closes a connection idle for 1 s (checked about once a second) with ERROR IDLE_TIMEOUT; at 0.4
         // requests/s on one connection the second request finds its connection closed and goes on a new one.
-        await using TestServer server = await TestServer.StartAsync(new ServerOptions { TlsPort = 0, TlsCertificate = SelfSigned(), IdleTimeoutSeconds = 1 });
+        await using TestServer server = await TestServer.StartAsync(new ServerOptions { TlsPort = 0, TlsCertificate = Certificates.SelfSigned(), IdleTimeoutSeconds = 1 });
 
         RunOutput run = await LoadGenerator.RunJsonAsync(server.TlsPort!.Value, "--tls", "--insecure", "--rate", "0.4", "-c", "1", "-d", "4");
 
@@ -72,7 +72,7 @@ public sealed class TlsTests : IAsyncLifetime
     {
         // As over plain text (ReconnectTests): the server answers every request it has read, then ERROR SHUTTING_DOWN
         // on each TLS connection; the requests behind it are to be sent again, but nothing listens any more.
-        TestServer server = await TestServer.StartAsync(new ServerOptions { Transport = transport, TlsPort = 0, TlsCertificate = SelfSigned() });
+        TestServer server = await TestServer.StartAsync(new ServerOptions { Transport = transport, TlsPort = 0, TlsCertificate = Certificates.SelfSigned() });
         Task<RunOutput> load;
         try
         {
@@ -133,17 +133,6 @@ public sealed class TlsTests : IAsyncLifetime
 
         Assert.Equal(2, run.ExitCode);
         Assert.Contains(expected, run.Progress, StringComparison.Ordinal);
-    }
-
-    internal static X509Certificate2 SelfSigned()
-    {
-        using ECDsa key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256);
-        var names = new SubjectAlternativeNameBuilder();
-        names.AddDnsName("localhost");
-        names.AddIpAddress(IPAddress.Loopback);
-        request.CertificateExtensions.Add(names.Build());
-        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
     }
 }
 
