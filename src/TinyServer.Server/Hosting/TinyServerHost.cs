@@ -38,7 +38,7 @@ public static class TinyServerHost
             void Tls(ListenOptions listen, X509Certificate2 certificate)
             {
                 listeners.Tls.Add(listen);
-                TlsGate.Use(listen, options, certificate);
+                TlsGate.Use(listen);
                 listen.UseConnectionHandler<LineConnectionHandler>();
             }
 
@@ -121,6 +121,7 @@ public static class TinyServerHost
         builder.Services.AddSingleton<ConnectionTracker>();
         builder.Services.AddSingleton<ProxyProtocolMiddleware>();
         builder.Services.AddSingleton<TlsGate>();
+        builder.Services.AddSingleton(_ => new TlsContext(options.TlsCertificate ?? throw new InvalidOperationException("TLS needs TlsCertificate")));
         builder.Services.AddSingleton<HandshakeThreads>();
         builder.Services.AddMetrics();
         builder.Services.AddSingleton<ServerMetrics>();

@@ -1,32 +1,28 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using System.Security.Authentication;
-using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
-using Microsoft.AspNetCore.Server.Kestrel.Https;
 using TinyServer.Protocol;
 
 namespace TinyServer.Server;
 
 /// <summary>
-/// The TLS endpoints' connection middleware, around Kestrel's <c>UseHttps</c> (only the TLS listeners have it):
+/// The TLS endpoints' connection middleware (only the TLS listeners have it), with OpenSSL's own sessions
+/// (<see cref="TlsSession"/>) in place of Kestrel's <c>UseHttps</c> and SslStream, whose layers cost about twice
+/// OpenSSL's own CPU time a request (benchmarks/README.md, "TLS"):
 /// <list type="bullet">
 /// <item>Before the handshake it peeks at the first byte without consuming it. A TLS client's first record is a
 /// handshake (content type 0x16); anything else is plain text (nc, telnet), answered <c>ERROR TLS_REQUIRED</c> in
 /// clear text at once, then closed.</item>
-/// <item>The handshake runs on the <see cref="HandshakeThreads"/>, at idle CPU priority, never on an event thread
-/// (<see cref="OffTheLoop"/>): its cryptography would stall every connection of the loop. The session's reads and
-/// writes after it run inline, as plain text's do; its close runs on the handshake threads too.</item>
+/// <item>The handshake runs on the <see cref="HandshakeThreads"/>, at idle CPU priority, never on an event thread:
+/// its cryptography would stall every connection of the loop. The session's reads and writes after it run inline,
+/// as plain text's do; its close runs on the handshake threads too.</item>
 /// <item>Until the handshake is complete, the handshake timeout (counted from the accept) and shutdown close the
 /// connection at once: it holds no request, so nothing is lost, and shutdown does not wait for it.</item>
-/// <item>After the handler, the close_notify alert. A TLS 1.2 client that asked to renegotiate (refused by
-/// SslStream, which fails the read that received the request) leaves OpenSSL in mid-handshake, where no alert can
-/// be sent: the connection is closed without it, and counted. A fatal TLS error (a corrupt record) does the same,
-/// and is closed alike, but not counted as a renegotiation: the handler's failed read tells them apart.</item>
+/// <item>After the handler, the close_notify alert. A TLS 1.2 client that asks to renegotiate is refused: its
+/// session ends without the alert, and is counted. A fatal TLS error (a corrupt record) ends it alike, uncounted.</item>
 /// </list>
 /// Each refusal is counted under a <c>tls_*</c> reason of <c>tinyserver.connections.rejected</c> and logged at Debug only.
 /// </summary>
@@ -44,9 +40,11 @@ public sealed class TlsGate
     private readonly ILogger<TlsGate> _logger;
     private readonly TimeSpan _handshakeTimeout;
     private readonly HandshakeThreads _threads;
+    private readonly TlsContext _context;
 
-    public TlsGate(ServerOptions options, ServerMetrics metrics, TimeProvider time, HandshakeThreads threads, ILogger<TlsGate> logger)
+    public TlsGate(ServerOptions options, ServerMetrics metrics, TimeProvider time, HandshakeThreads threads, TlsContext context, ILogger<TlsGate> logger)
     {
+        _context = context;
         _options = options;
         _threads = threads;
         _metrics = metrics;
@@ -66,78 +64,77 @@ public sealed class TlsGate
         Expired,
     }
 
-    /// <summary>Makes <paramref name="listen"/> a TLS endpoint: the gate, Kestrel's TLS with <paramref name="certificate"/>, and the close. The handler comes after.</summary>
-    public static void Use(ListenOptions listen, ServerOptions options, X509Certificate2 certificate)
+    /// <summary>Makes <paramref name="listen"/> a TLS endpoint: the gate, the handshake and the session, and the close. The handler comes after.</summary>
+    public static void Use(ListenOptions listen)
     {
         TlsGate gate = listen.ApplicationServices.GetRequiredService<TlsGate>();
         listen.Use(next => connection => gate.OnConnectedAsync(connection, next));
-        listen.UseHttps(new HttpsConnectionAdapterOptions
-        {
-            ServerCertificate = certificate,
-            SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
-            // Kestrel's own timer starts after the first byte: the gate's, from the accept, ends a slow handshake first.
-            HandshakeTimeout = TimeSpan.FromSeconds(options.TlsHandshakeTimeoutSeconds),
-            // Kestrel offers the HTTP protocols by ALPN; this is not HTTP, so offer none.
-            OnAuthenticate = static (_, ssl) => ssl.ApplicationProtocols = null,
-        });
-        listen.Use(next => connection => gate.OnHandshakeCompleteAsync(connection, next));
     }
 
-    /// <summary>In front of <c>UseHttps</c>, on the connection's own bytes.</summary>
+    /// <summary>On the connection's own bytes: the first byte, the handshake, then the handler over the session.</summary>
     private async Task OnConnectedAsync(ConnectionContext connection, ConnectionDelegate next)
     {
-        using var pending = new PendingHandshake(connection, _handshakeTimeout, _time);
-        switch (await PeekAsync(connection.Transport.Input, pending.Token))
+        TlsSession session;
+        using (var pending = new PendingHandshake(connection, _handshakeTimeout, _time))
         {
-            case FirstByte.PlainText:
-                await RefuseAsync(connection, pending.Token);
+            switch (await PeekAsync(connection.Transport.Input, pending.Token))
+            {
+                case FirstByte.PlainText:
+                    await RefuseAsync(connection, pending.Token);
+                    return;
+                case FirstByte.Closed:
+                    NotCompleted(connection, "closed before a TLS handshake");
+                    return;
+                case FirstByte.Expired:
+                    NotCompleted(connection, "no TLS handshake within the timeout");
+                    return;
+            }
+
+            pending.AbortOnEnd(connection);
+
+            // The handshake's cryptography (a signature, a key exchange: hundreds of µs) would run on the event thread,
+            // which resumed this peek, stalling every connection of the loop: from here on it runs on the handshake threads.
+            await _threads.Enter();
+            session = TlsSession.Create(_context, connection.Transport);
+            string? failure;
+            try
+            {
+                failure = await session.HandshakeAsync(_threads, pending.Token);
+            }
+            catch (Exception e) when (e is IOException or OperationCanceledException or ConnectionAbortedException or ConnectionResetException or InvalidOperationException)
+            {
+                failure = e.Message;
+            }
+
+            if (failure is not null)
+            {
+                session.Complete();
+                NotCompleted(connection, pending.Token.IsCancellationRequested ? "no TLS handshake within the timeout" : failure);
                 return;
-            case FirstByte.Closed:
-                NotCompleted(connection, "closed before a TLS handshake");
-                return;
-            case FirstByte.Expired:
-                NotCompleted(connection, "no TLS handshake within the timeout");
-                return;
+            }
+
+            pending.Complete();
         }
 
-        connection.Features.Set(pending);
-        pending.AbortOnEnd(connection);
-        var handshake = new OffTheLoop(connection.Transport, _threads);
-        connection.Transport = handshake;
-        connection.Features.Set(handshake);
-
-        // The handshake's cryptography (a signature, a key exchange: hundreds of µs) would run on the event thread,
-        // which resumed this peek, stalling every connection of the loop: from here on it runs on the handshake threads.
-        await _threads.Enter();
-        await next(connection);
-        if (!pending.Completed)
-        {
-            NotCompleted(connection, "the TLS handshake failed, timed out or was cut");
-        }
-    }
-
-    /// <summary>After <c>UseHttps</c>: the handshake is complete.</summary>
-    private async Task OnHandshakeCompleteAsync(ConnectionContext connection, ConnectionDelegate next)
-    {
-        connection.Features.Get<PendingHandshake>()?.Complete();
-        connection.Features.Get<OffTheLoop>()?.HandshakeDone();
-        var session = new TlsSession(connection.Features.Get<ISslStreamFeature>()!.SslStream);
+        IDuplexPipe transport = connection.Transport;
         connection.Transport = session;
         try
         {
             await next(connection);
 
-            // The close is TLS work too (the alert, then OpenSSL's session freed as Kestrel unwinds): off the event thread.
+            // The close is TLS work too (the alert): off the event thread.
             await _threads.Enter();
-            await CloseNotifyAsync(connection, session.ReadFailure);
+            connection.Transport = transport;
+            await CloseNotifyAsync(connection, session);
         }
         finally
         {
+            connection.Transport = transport;
             session.Complete();
         }
     }
 
-    /// <summary>Waits for the first byte, consuming nothing: SslStream then reads the same bytes at once.</summary>
+    /// <summary>Waits for the first byte, consuming nothing: the handshake then reads the same bytes at once.</summary>
     private static async Task<FirstByte> PeekAsync(PipeReader input, CancellationToken end)
     {
         try
@@ -206,53 +203,36 @@ public sealed class TlsGate
         LineConnectionHandler.LingerAsync(input, TimeSpan.FromSeconds(_options.LingerTimeoutSeconds), _time, end);
 
     /// <summary>
-    /// Ends a TLS connection the way TLS wants: with a close_notify alert after the last reply, which Kestrel leaves
-    /// out. Without it a strict client (openssl s_client) cannot tell our close from a truncation attack.
+    /// Ends a TLS connection the way TLS wants: with a close_notify alert after the last reply. Without it a strict
+    /// client (openssl s_client) cannot tell our close from a truncation attack. After a failed read (a refused
+    /// renegotiation, a corrupt record) no alert can follow: the connection closes without one.
     /// </summary>
-    /// <param name="connection">The connection, its handler done.</param>
-    /// <param name="readFailure">What ended the handler's reading, if a read failed.</param>
-    private async Task CloseNotifyAsync(ConnectionContext connection, IOException? readFailure)
+    private async Task CloseNotifyAsync(ConnectionContext connection, TlsSession session)
     {
-        if (connection.ConnectionClosed.IsCancellationRequested || connection.Features.Get<ISslStreamFeature>()?.SslStream is not { } ssl)
+        if (session.Renegotiation)
+        {
+            Rejected(connection, RejectionReasons.TlsRenegotiation, "renegotiation refused");
+            return;
+        }
+
+        if (session.ReadFailure is not null)
+        {
+            Closed(connection, "TLS error after the handshake");
+            return;
+        }
+
+        if (connection.ConnectionClosed.IsCancellationRequested)
         {
             return;
         }
 
-        Task shutdown;
         try
         {
-            shutdown = ssl.ShutdownAsync();
+            await session.CloseNotifyAsync(CloseNotifyTimeout, _time);
         }
-        catch (CryptographicException)
+        catch (Exception e) when (e is IOException or InvalidOperationException or ConnectionAbortedException or ConnectionResetException or OperationCanceledException)
         {
-            // OpenSSL is back in a handshake state ("shutdown while in init"), where no alert can be sent: close
-            // without one. A TLS 1.2 client's renegotiation request does that: SslStream refuses it by failing the
-            // read with an IOException of its own (no inner exception). So does a fatal TLS error, such as a corrupt
-            // record, whose IOException carries OpenSSL's error: closed too, but not a renegotiation.
-            if (readFailure is { InnerException: null })
-            {
-                Rejected(connection, RejectionReasons.TlsRenegotiation, "renegotiation refused");
-            }
-            else
-            {
-                Closed(connection, "TLS error after the handshake");
-            }
-
-            return;
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or NotSupportedException)
-        {
-            return; // The stream failed or was closed already: nothing more can be sent.
-        }
-
-        // A peer that does not read may leave no room for the alert: wait a little, never for long.
-        try
-        {
-            await shutdown.WaitAsync(CloseNotifyTimeout, _time);
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or TimeoutException or OperationCanceledException)
-        {
-            _ = shutdown.ContinueWith(static t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+            // The connection failed or was closed already: nothing more can be sent.
         }
     }
 
@@ -284,49 +264,8 @@ public sealed class TlsGate
     }
 
     /// <summary>
-    /// The connection's own pipes as SslStream reads them. Until the handshake completes, a read that waits resumes on
-    /// the handshake threads, not on the event thread that completes it, so that no part of the handshake runs on an
-    /// event loop. After that, reads pass straight through: the session's records are decrypted inline, on the event thread.
-    /// </summary>
-    private sealed class OffTheLoop(IDuplexPipe transport, HandshakeThreads threads) : PipeReader, IDuplexPipe
-    {
-        private readonly PipeReader _input = transport.Input;
-        private volatile bool _handshaking = true;
-
-        public PipeReader Input => this;
-
-        public PipeWriter Output { get; } = transport.Output;
-
-        /// <summary>The handshake is done: reads resume where they complete from now on.</summary>
-        public void HandshakeDone() => _handshaking = false;
-
-        public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
-        {
-            ValueTask<ReadResult> read = _input.ReadAsync(cancellationToken);
-            return _handshaking && !read.IsCompleted ? ResumeOffTheLoopAsync(read) : read;
-        }
-
-        public override bool TryRead(out ReadResult result) => _input.TryRead(out result);
-
-        public override void AdvanceTo(SequencePosition consumed) => _input.AdvanceTo(consumed);
-
-        public override void AdvanceTo(SequencePosition consumed, SequencePosition examined) => _input.AdvanceTo(consumed, examined);
-
-        public override void CancelPendingRead() => _input.CancelPendingRead();
-
-        public override void Complete(Exception? exception = null) => _input.Complete(exception);
-
-        private async ValueTask<ReadResult> ResumeOffTheLoopAsync(ValueTask<ReadResult> read)
-        {
-            ReadResult result = await read.ConfigureAwait(false);
-            await threads.Enter(); // The rest of the handshake, up to its next read that waits.
-            return result;
-        }
-    }
-
-    /// <summary>
     /// A connection's handshake until it completes: ends at the handshake timeout (from the accept) or when
-    /// shutdown asks the connection to close. Kept in the connection's features for the middleware after UseHttps.
+    /// shutdown asks the connection to close.
     /// </summary>
     private sealed class PendingHandshake : IDisposable
     {
@@ -347,7 +286,7 @@ public sealed class TlsGate
 
         public bool Completed => _completed;
 
-        /// <summary>From now until <see cref="Complete"/>, the end aborts the connection: Kestrel's handshake takes no token of ours.</summary>
+        /// <summary>From now until <see cref="Complete"/>, the end aborts the connection: a handshake waiting on a write sees no token.</summary>
         public void AbortOnEnd(ConnectionContext connection) =>
             _abort = _end.Token.Register(static state => ((ConnectionContext)state!).Abort(new ConnectionAbortedException("No TLS handshake in time, or shutting down.")), connection);
 

@@ -1,42 +1,202 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using System.Net.Security;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using static TinyServer.Interop.LibSsl;
 
 namespace TinyServer.Server;
 
 /// <summary>
-/// A TLS session's pipes as the handler sees them, straight over the <see cref="SslStream"/> that Kestrel's
-/// <c>UseHttps</c> authenticated, in place of its stream-backed pipes (segments from a memory pool, and a second
-/// pass through the SslStream for every read). Each way holds one contiguous buffer from the shared array pool, and
-/// only while it holds bytes, so an idle session holds none:
-/// <list type="bullet">
-/// <item>A read with nothing buffered first waits with a zero-byte read (SslStream then holds no buffer either), then
-/// reads the records that arrived, decrypted in place of the buffer's free space.</item>
-/// <item>A flush is one <see cref="SslStream.WriteAsync(ReadOnlyMemory{byte}, CancellationToken)"/> of everything
-/// written since the last: one TLS record (up to 16 KiB of replies) and one send.</item>
-/// </list>
-/// It keeps the IOException that failed a read (SslStream's, e.g. a renegotiation refused), for the close.
+/// One TLS session, OpenSSL's own (<see cref="TlsContext"/>), over the connection's transport pipes, and the pipes
+/// the handler reads and writes in clear. OpenSSL reads ciphertext from one memory BIO and writes into another: the
+/// transport's received bytes are copied into the first, and what OpenSSL writes (handshake messages, records,
+/// alerts) is copied from the second into the transport's writer. No stream, no task per read: a read that finds a
+/// record decrypts it at once, a flush is one <c>SSL_write</c> of everything written since the last (one record up
+/// to 16 KiB) and one transport flush. Each way holds a pooled buffer only while it holds bytes, and OpenSSL frees
+/// its record buffers between records, so an idle session holds only OpenSSL's session state.
+/// <para>Not thread-safe, as a connection's pipes are not: the handler reads and writes in turn, and
+/// <see cref="PipeReader.CancelPendingRead"/> (the idle timeout, shutdown) is the one call from another thread.</para>
 /// </summary>
-internal sealed class TlsSession(SslStream ssl) : IDuplexPipe
+internal sealed class TlsSession : IDuplexPipe
 {
     private const int BlockSize = 4096;
+    private const int RecordHeaderType = 256; // SSL3_RT_HEADER: the message callback's view of a record's header
+    private const byte HandshakeRecord = 0x16;
 
-    private readonly Reader _input = new(ssl);
-    private readonly Writer _output = new(ssl);
+    private readonly IDuplexPipe _transport;
+    private readonly nint _ssl;
+    private readonly nint _received;
+    private readonly nint _sent;
+    private readonly Reader _input;
+    private readonly Writer _output;
+    private bool _freed;
+
+    private TlsSession(IDuplexPipe transport, nint ssl)
+    {
+        _transport = transport;
+        _ssl = ssl;
+        _received = NewMemoryBio();
+        _sent = NewMemoryBio();
+        SSL_set_bio(ssl, _received, _sent); // The session owns both from here.
+        SSL_set_accept_state(ssl);
+        _input = new Reader(this);
+        _output = new Writer(this);
+    }
 
     public PipeReader Input => _input;
 
     public PipeWriter Output => _output;
 
-    /// <summary>The IOException a read threw, if one did.</summary>
+    /// <summary>Why a read failed (OpenSSL's reason), if one did; the session can send no close_notify after it.</summary>
     public IOException? ReadFailure => _input.Failure;
 
-    /// <summary>The session is over: both buffers go back to the pool (what was not flushed is dropped).</summary>
+    /// <summary>The client asked to renegotiate (TLS 1.2): refused, and the session ended.</summary>
+    public bool Renegotiation { get; private set; }
+
+    /// <summary>A session of <paramref name="context"/> over <paramref name="transport"/>, its handshake not started.</summary>
+    public static TlsSession Create(TlsContext context, IDuplexPipe transport)
+    {
+        nint ssl = context.NewSession();
+        return ssl != 0 ? new TlsSession(transport, ssl) : throw new InvalidOperationException($"OpenSSL could not make a session: {LastError()}");
+    }
+
+    /// <summary>
+    /// Runs the server's side of the handshake on <paramref name="threads"/>: a read of the client's next messages that
+    /// has to wait resumes there, not on the event thread that completes it. Returns null once the handshake is
+    /// complete, else why it failed.
+    /// </summary>
+    public async ValueTask<string?> HandshakeAsync(HandshakeThreads threads, CancellationToken cancellationToken)
+    {
+        PipeReader input = _transport.Input;
+        while (true)
+        {
+            ERR_clear_error();
+            int result = SSL_do_handshake(_ssl);
+            int error = result == 1 ? 0 : SSL_get_error(_ssl, result);
+            string? failure = error is 0 or WantRead ? null : LastError() ?? "the TLS handshake failed";
+            if ((await SendAsync(cancellationToken)).IsCompleted)
+            {
+                return failure ?? "the connection closed during the TLS handshake";
+            }
+
+            if (failure is not null)
+            {
+                return failure;
+            }
+
+            if (result == 1)
+            {
+                if (SSL_version(_ssl) == Tls12)
+                {
+                    WatchForRenegotiation();
+                }
+
+                return null;
+            }
+
+            ValueTask<ReadResult> reading = input.ReadAsync(cancellationToken);
+            bool waited = !reading.IsCompleted;
+            ReadResult read = await reading.ConfigureAwait(false);
+            if (waited)
+            {
+                await threads.Enter();
+            }
+
+            if (read.IsCanceled || (read.Buffer.IsEmpty && read.IsCompleted))
+            {
+                input.AdvanceTo(read.Buffer.End);
+                return "the connection closed during the TLS handshake";
+            }
+
+            Receive(read.Buffer);
+            input.AdvanceTo(read.Buffer.End);
+        }
+    }
+
+    /// <summary>Sends close_notify, waiting at most <paramref name="timeout"/> for the transport to take it.</summary>
+    public async Task CloseNotifyAsync(TimeSpan timeout, TimeProvider time)
+    {
+        ERR_clear_error();
+        SSL_shutdown(_ssl);
+        ERR_clear_error();
+        ValueTask<FlushResult> sending = SendAsync(CancellationToken.None);
+        if (sending.IsCompleted)
+        {
+            sending.GetAwaiter().GetResult();
+            return;
+        }
+
+        // A peer that does not read may leave no room for the alert: wait a little, never for long.
+        Task<FlushResult> flush = sending.AsTask();
+        try
+        {
+            await flush.WaitAsync(timeout, time);
+        }
+        catch (TimeoutException)
+        {
+            _ = flush.ContinueWith(static t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        }
+    }
+
+    /// <summary>The session is over: OpenSSL's session and both buffers are freed (what was not flushed is dropped).</summary>
     public void Complete()
     {
         _input.Complete();
         _output.Complete();
+        if (!_freed)
+        {
+            _freed = true;
+            SSL_free(_ssl); // And both BIOs.
+        }
+    }
+
+    /// <summary>The transport's received ciphertext, all of it, into OpenSSL's input (a memory BIO takes everything).</summary>
+    private void Receive(in ReadOnlySequence<byte> ciphertext)
+    {
+        foreach (ReadOnlyMemory<byte> segment in ciphertext)
+        {
+            if (!segment.IsEmpty)
+            {
+                BIO_write(_received, ref MemoryMarshal.GetReference(segment.Span), segment.Length);
+            }
+        }
+    }
+
+    /// <summary>What OpenSSL wrote into its output, moved into the transport's writer and flushed (nothing to flush if it wrote nothing).</summary>
+    private ValueTask<FlushResult> SendAsync(CancellationToken cancellationToken)
+    {
+        nuint pending = BIO_ctrl_pending(_sent);
+        if (pending == 0)
+        {
+            return new ValueTask<FlushResult>(default(FlushResult));
+        }
+
+        PipeWriter output = _transport.Output;
+        while (pending > 0)
+        {
+            Span<byte> span = output.GetSpan((int)Math.Min(pending, 16 * 1024 + 512));
+            int moved = BIO_read(_sent, ref MemoryMarshal.GetReference(span), span.Length);
+            output.Advance(moved);
+            pending -= (nuint)moved;
+        }
+
+        return output.FlushAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// TLS 1.2 lets a client ask for a new handshake on the session (TLS 1.3 has none): OpenSSL refuses it with a
+    /// warning alert and goes on. This server ends the session instead, as SslStream did, and counts it: a handshake
+    /// record after the handshake is that request (the client's only handshake message in TLS 1.2 is its hello).
+    /// </summary>
+    private unsafe void WatchForRenegotiation() => SSL_set_msg_callback(_ssl, &OnMessage);
+
+    [UnmanagedCallersOnly]
+    private static unsafe void OnMessage(int written, int version, int contentType, byte* buffer, nuint length, nint ssl, nint argument)
+    {
+        if (written == 0 && contentType == RecordHeaderType && length > 0 && buffer[0] == HandshakeRecord)
+        {
+            SSL_set_ex_data(ssl, 0, 1);
+        }
     }
 
     private static void Return(ref byte[]? buffer)
@@ -49,17 +209,17 @@ internal sealed class TlsSession(SslStream ssl) : IDuplexPipe
     }
 
     /// <summary>Decrypted bytes in [start, end) of one rented buffer; <c>examined</c> says the handler wants more.</summary>
-    private sealed class Reader(SslStream ssl) : PipeReader
+    private sealed class Reader(TlsSession session) : PipeReader
     {
+        private readonly PipeReader _transport = session._transport.Input;
         private byte[]? _buffer;
         private int _start;
         private int _end;
         private bool _examined = true;
         private bool _done;
         private bool _completed;
-
-        // Canceled by CancelPendingRead: ends a waiting read (a new one replaces it, rarely: idle timeout, shutdown).
-        private CancellationTokenSource _cancel = new();
+        private int _cancel;
+        private int _waiting;
 
         public IOException? Failure { get; private set; }
 
@@ -68,12 +228,7 @@ internal sealed class TlsSession(SslStream ssl) : IDuplexPipe
         public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
         {
             ObjectDisposedException.ThrowIf(_completed, this);
-            if (TryTake(out ReadResult result))
-            {
-                return new ValueTask<ReadResult>(result);
-            }
-
-            return ReadMoreAsync(cancellationToken);
+            return TryTake(out ReadResult result) ? new ValueTask<ReadResult>(result) : ReadMoreAsync(cancellationToken);
         }
 
         public override bool TryRead(out ReadResult result)
@@ -101,7 +256,15 @@ internal sealed class TlsSession(SslStream ssl) : IDuplexPipe
             }
         }
 
-        public override void CancelPendingRead() => Volatile.Read(ref _cancel).Cancel();
+        /// <summary>The next read (or the one waiting) returns canceled: a flag, and the transport's read woken if one waits.</summary>
+        public override void CancelPendingRead()
+        {
+            Interlocked.Exchange(ref _cancel, 1);
+            if (Volatile.Read(ref _waiting) == 1)
+            {
+                _transport.CancelPendingRead();
+            }
+        }
 
         public override void Complete(Exception? exception = null)
         {
@@ -112,9 +275,8 @@ internal sealed class TlsSession(SslStream ssl) : IDuplexPipe
 
         private bool TryTake(out ReadResult result)
         {
-            if (_cancel.IsCancellationRequested)
+            if (Interlocked.Exchange(ref _cancel, 0) == 1)
             {
-                Volatile.Write(ref _cancel, new CancellationTokenSource());
                 result = new ReadResult(Buffer, isCanceled: true, isCompleted: false);
                 return true;
             }
@@ -132,49 +294,84 @@ internal sealed class TlsSession(SslStream ssl) : IDuplexPipe
         [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
         private async ValueTask<ReadResult> ReadMoreAsync(CancellationToken cancellationToken)
         {
-            CancellationTokenSource cancel = _cancel;
-            CancellationTokenSource? linked = cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(cancel.Token, cancellationToken) : null;
-            CancellationToken token = linked?.Token ?? cancel.Token;
             try
             {
-                if (_end == _start)
+                while (true)
                 {
-                    // Waits for the next record holding no buffer; SslStream holds none meanwhile either.
-                    await ssl.ReadAsync(Memory<byte>.Empty, token).ConfigureAwait(false);
-                }
+                    if (Decrypt() || _done)
+                    {
+                        return new ReadResult(Buffer, isCanceled: false, isCompleted: _done);
+                    }
 
-                Reserve();
-                int read = await ssl.ReadAsync(_buffer.AsMemory(_end), token).ConfigureAwait(false);
-                if (read == 0)
-                {
-                    _done = true;
-                }
-                else
-                {
-                    _end += read;
-                    _examined = false;
-                }
+                    // A post-handshake message (a TLS 1.3 KeyUpdate) may have a reply: it goes before the wait.
+                    await session.SendAsync(cancellationToken);
 
-                return new ReadResult(Buffer, isCanceled: false, isCompleted: _done);
-            }
-            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
-            {
-                Volatile.Write(ref _cancel, new CancellationTokenSource());
-                return new ReadResult(Buffer, isCanceled: true, isCompleted: false);
-            }
-            catch (IOException e)
-            {
-                Failure = e;
-                throw;
+                    Interlocked.Exchange(ref _waiting, 1);
+                    if (Interlocked.Exchange(ref _cancel, 0) == 1)
+                    {
+                        return new ReadResult(Buffer, isCanceled: true, isCompleted: false);
+                    }
+
+                    ReadResult read = await _transport.ReadAsync(cancellationToken);
+                    Volatile.Write(ref _waiting, 0);
+                    if (read.IsCanceled)
+                    {
+                        _transport.AdvanceTo(read.Buffer.Start);
+                        if (Interlocked.Exchange(ref _cancel, 0) == 1)
+                        {
+                            return new ReadResult(Buffer, isCanceled: true, isCompleted: false);
+                        }
+
+                        continue; // Canceled for a read that took its flag already.
+                    }
+
+                    session.Receive(read.Buffer);
+                    _transport.AdvanceTo(read.Buffer.End);
+                    if (read.IsCompleted && read.Buffer.IsEmpty)
+                    {
+                        _done = true; // The transport ended: what is left of a record is not a record.
+                    }
+                }
             }
             finally
             {
-                linked?.Dispose();
+                Volatile.Write(ref _waiting, 0);
                 if (_end == _start)
                 {
                     _start = _end = 0;
                     Return(ref _buffer);
                 }
+            }
+        }
+
+        /// <summary>Decrypts what OpenSSL's input holds into the buffer: true if that gave bytes, false if it needs more.</summary>
+        private bool Decrypt()
+        {
+            Reserve();
+            ERR_clear_error();
+            int read = SSL_read(session._ssl, ref _buffer![_end], _buffer.Length - _end);
+            if (SSL_get_ex_data(session._ssl, 0) != 0)
+            {
+                session.Renegotiation = true;
+                throw Failure = new IOException("renegotiation refused");
+            }
+
+            if (read > 0)
+            {
+                _end += read;
+                _examined = false;
+                return true;
+            }
+
+            switch (SSL_get_error(session._ssl, read))
+            {
+                case WantRead:
+                    return false;
+                case ZeroReturn:
+                    _done = true; // close_notify.
+                    return false;
+                default:
+                    throw Failure = new IOException($"TLS: {LastError() ?? "the session failed"}");
             }
         }
 
@@ -204,8 +401,8 @@ internal sealed class TlsSession(SslStream ssl) : IDuplexPipe
         }
     }
 
-    /// <summary>Replies in one rented buffer until the flush encrypts and writes them all at once.</summary>
-    private sealed class Writer(SslStream ssl) : PipeWriter
+    /// <summary>Replies in one rented buffer until the flush encrypts them all at once and hands them to the transport.</summary>
+    private sealed class Writer(TlsSession session) : PipeWriter
     {
         private byte[]? _buffer;
         private int _written;
@@ -221,7 +418,7 @@ internal sealed class TlsSession(SslStream ssl) : IDuplexPipe
 
         public override Span<byte> GetSpan(int sizeHint = 0) => Reserve(sizeHint).AsSpan(_written);
 
-        /// <summary>A flush under way is not interrupted (that would cut a record); the next one returns canceled, writing nothing.</summary>
+        /// <summary>The next flush returns canceled, writing nothing (a flush under way is the transport's).</summary>
         public override void CancelPendingFlush() => _cancelNext = true;
 
         public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default)
@@ -237,42 +434,22 @@ internal sealed class TlsSession(SslStream ssl) : IDuplexPipe
                 return new ValueTask<FlushResult>(default(FlushResult));
             }
 
-            ValueTask write = ssl.WriteAsync(_buffer.AsMemory(0, _written), cancellationToken);
-            if (!write.IsCompletedSuccessfully)
+            ERR_clear_error();
+            int written = SSL_write(session._ssl, ref _buffer![0], _written);
+            _written = 0;
+            Return(ref _buffer); // An idle session holds no buffer.
+            if (written <= 0)
             {
-                return AwaitWriteAsync(write);
+                throw new IOException($"TLS: {LastError() ?? "the session failed"}");
             }
 
-            write.GetAwaiter().GetResult();
-            Written();
-            return new ValueTask<FlushResult>(default(FlushResult));
+            return session.SendAsync(cancellationToken);
         }
 
         public override void Complete(Exception? exception = null)
         {
             _written = 0;
             Return(ref _buffer);
-        }
-
-        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-        private async ValueTask<FlushResult> AwaitWriteAsync(ValueTask write)
-        {
-            try
-            {
-                await write.ConfigureAwait(false);
-            }
-            finally
-            {
-                Written();
-            }
-
-            return default;
-        }
-
-        private void Written()
-        {
-            _written = 0;
-            Return(ref _buffer); // An idle session holds no buffer.
         }
 
         private byte[] Reserve(int sizeHint)
