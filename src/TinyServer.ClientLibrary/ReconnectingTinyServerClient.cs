@@ -20,7 +20,8 @@ public sealed class RequestLostException(string message, IReadOnlyList<string> a
 
 /// <summary>
 /// How a <see cref="ReconnectingTinyServerClient"/> replaces its connection. Its <c>ConnectAsync</c> checks the ranges
-/// before it dials (an <see cref="ArgumentOutOfRangeException"/> names the property).
+/// before it dials (an <see cref="ArgumentOutOfRangeException"/>, or <see cref="ArgumentNullException"/> for a null
+/// <see cref="TimeProvider"/>, names the property).
 /// </summary>
 public sealed record ReconnectOptions
 {
@@ -36,8 +37,8 @@ public sealed record ReconnectOptions
     /// <summary>
     /// How long the replacing of a connection may take, from when it ended (default 30 s; 0 to
     /// <see cref="LongestConnectTimeout"/>, 0 for a single try): failed dials (refused, closed before the banner) are
-    /// tried again after <see cref="FirstBackoff"/>, doubling up to <see cref="MaxBackoff"/> apart, until then; then the
-    /// last failure is thrown.
+    /// tried again after <see cref="FirstBackoff"/>, doubling up to <see cref="MaxBackoff"/> apart, until then (no dial
+    /// is made at or after it); then the last failure is thrown.
     /// </summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -47,8 +48,15 @@ public sealed record ReconnectOptions
     /// <summary>The longest wait between two dials of a reconnect (default 1 s; <see cref="ShortestBackoff"/> to <see cref="LongestBackoff"/>, not less than <see cref="FirstBackoff"/>).</summary>
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// The clock that the waits between dials and <see cref="ConnectTimeout"/> are measured on (default
+    /// <see cref="TimeProvider.System"/>; a test can give a fake one and advance it).
+    /// </summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
     internal void Validate()
     {
+        ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
         ArgumentOutOfRangeException.ThrowIfLessThan(ConnectTimeout, TimeSpan.Zero, nameof(ConnectTimeout));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(ConnectTimeout, LongestConnectTimeout, nameof(ConnectTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThan(FirstBackoff, ShortestBackoff, nameof(FirstBackoff));
@@ -144,7 +152,7 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(commands);
         ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
         var replies = new List<string>(commands.Count);
-        DateTime? endedAt = null; // When connections began to end without an answer: the reconnect deadline counts from it.
+        DateTimeOffset? endedAt = null; // When connections began to end without an answer: the reconnect deadline counts from it.
         string? gaveUp = null;
         while (replies.Count < commands.Count && gaveUp is null)
         {
@@ -167,8 +175,9 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
                         // Not executed: this one and those after it go again on a new connection, unless every
                         // connection has ended so since the first notice for ConnectTimeout.
                         await DropAsync().ConfigureAwait(false);
-                        endedAt = i > 0 ? DateTime.UtcNow : endedAt ?? DateTime.UtcNow;
-                        if (DateTime.UtcNow - endedAt >= _options.ConnectTimeout)
+                        DateTimeOffset now = _options.TimeProvider.GetUtcNow();
+                        endedAt = i > 0 ? now : endedAt ?? now;
+                        if (now - endedAt >= _options.ConnectTimeout)
                         {
                             gaveUp = $"the server answered '{reply}' on every connection for {_options.ConnectTimeout.TotalSeconds} s; {unanswered.Length - i} request(s) were not executed";
                             break;
@@ -183,7 +192,7 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
                     {
                         // QUIT ended the session: the server ignores the lines after it, so they go on a new connection.
                         Resent += unanswered.Length - i - 1;
-                        endedAt = DateTime.UtcNow;
+                        endedAt = _options.TimeProvider.GetUtcNow();
                         await DropAsync().ConfigureAwait(false);
                         break;
                     }
@@ -236,13 +245,13 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
     }
 
     // The connection to send on: the current one when it is still open and nothing came unasked, else a new one.
-    private async Task<TinyServerClient> ReadyAsync(DateTime? endedAt, CancellationToken cancellationToken)
+    private async Task<TinyServerClient> ReadyAsync(DateTimeOffset? endedAt, CancellationToken cancellationToken)
     {
         if (_client is not null && _next is { IsCompleted: true })
         {
             // Closed, broken, or a notice (or anything else) unasked while idle: nothing was in flight.
             await DropAsync().ConfigureAwait(false);
-            endedAt ??= DateTime.UtcNow;
+            endedAt ??= _options.TimeProvider.GetUtcNow();
         }
 
         if (_client is not null)
@@ -250,7 +259,8 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
             return _client;
         }
 
-        DateTime deadline = (endedAt ?? DateTime.UtcNow) + _options.ConnectTimeout;
+        TimeProvider time = _options.TimeProvider;
+        DateTimeOffset deadline = (endedAt ?? time.GetUtcNow()) + _options.ConnectTimeout;
         TimeSpan backoff = _options.FirstBackoff;
         while (true)
         {
@@ -261,12 +271,12 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
                 Adopt(client);
                 return client;
             }
-            catch (Exception e) when (Retried(e) && DateTime.UtcNow + backoff < deadline)
+            catch (Exception e) when (Retried(e) && time.GetUtcNow() + backoff < deadline)
             {
                 // Refused, reset or closed before the banner (a restart): try again a little later.
             }
 
-            await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
+            await Task.Delay(backoff, time, cancellationToken).ConfigureAwait(false);
             backoff = backoff * 2 < _options.MaxBackoff ? backoff * 2 : _options.MaxBackoff;
         }
     }

@@ -2,6 +2,8 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using System.Threading.Channels;
+using Microsoft.Extensions.Time.Testing;
 using TinyServer.ClientLibrary;
 using TinyServer.Tests.Infrastructure;
 
@@ -204,6 +206,71 @@ public sealed class ReconnectingClientTests
     }
 
     [Theory]
+    [InlineData(0L, new[] { 0 })] // One try.
+    [InlineData(1_100 * Millisecond, new[] { 0, 100, 300, 700 })] // The dial at 1.1 s would be at the timeout: not made.
+    [InlineData(1_500 * Millisecond - 1, new[] { 0, 100, 300, 700, 1_100 })]
+    [InlineData(1_500 * Millisecond, new[] { 0, 100, 300, 700, 1_100 })]
+    [InlineData(1_500 * Millisecond + 1, new[] { 0, 100, 300, 700, 1_100, 1_500 })]
+    public async Task Failed_redials_wait_the_first_backoff_doubling_up_to_the_max_until_the_connect_timeout_then_throw_server_closed(long connectTimeoutTicks, int[] dialsAtMilliseconds)
+    {
+        // The first connection answers one request and closes; every later one closes before its banner (as a full
+        // server does). The waits run on a fake clock that only the test advances, and only once the client waits on
+        // it, so the dials (real ones, to the server here) happen at exact instants: 0.1 s doubling up to 0.4 s apart,
+        // none at or after the connect timeout, however slow the machine.
+        var time = new WaitRecordingTime();
+        await using var server = new ScriptedServers(async (connection, lines) =>
+        {
+            if (connection == 0)
+            {
+                await lines.SendAsync(Banner);
+                await lines.AnswerAsync(1);
+            }
+
+            await lines.LingerAsync();
+        });
+        var dialledAt = new ConcurrentQueue<DateTimeOffset>();
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        var options = new ReconnectOptions
+        {
+            ConnectTimeout = TimeSpan.FromTicks(connectTimeoutTicks),
+            FirstBackoff = TimeSpan.FromMilliseconds(100),
+            MaxBackoff = TimeSpan.FromMilliseconds(400),
+            TimeProvider = time,
+        };
+        await using ReconnectingTinyServerClient client = await ReconnectingTinyServerClient.ConnectAsync(
+            token =>
+            {
+                dialledAt.Enqueue(time.GetUtcNow());
+                return TinyServerClient.ConnectAsync("127.0.0.1", server.Port, token);
+            },
+            options,
+            deadline.Token);
+        Assert.Equal("ECHO 1", await client.RequestAsync("ECHO 1", deadline.Token));
+        await WaitUntilAsync(() => !client.IsConnected, deadline.Token); // The close is seen while idle: nothing in flight.
+        DateTimeOffset ended = time.GetUtcNow();
+
+        Task<string> request = client.RequestAsync("ECHO 2", deadline.Token);
+        var waits = new List<TimeSpan>();
+        while (!request.IsCompleted && waits.Count < 50)
+        {
+            Task<TimeSpan> wait = time.NextWaitAsync(deadline.Token);
+            if (await Task.WhenAny(request, wait).WaitAsync(Timeouts.Read) == wait)
+            {
+                waits.Add(await wait);
+                time.Advance(await wait);
+            }
+        }
+
+        ServerClosedException error = await Assert.ThrowsAsync<ServerClosedException>(() => request.WaitAsync(Timeouts.Read));
+        Assert.NotEmpty(error.Message); // Why the last dial failed: the server closed it before its banner.
+        Assert.Equal(dialsAtMilliseconds, dialledAt.Skip(1).Select(at => (int)(at - ended).TotalMilliseconds).ToArray());
+        Assert.Equal(dialsAtMilliseconds.Zip(dialsAtMilliseconds.Skip(1), (a, b) => TimeSpan.FromMilliseconds(b - a)), waits.ToArray());
+        Assert.Equal(1 + dialsAtMilliseconds.Length, server.Accepted); // Every dial reached the server.
+        Assert.Equal(0, client.Reconnects);
+        Assert.False(deadline.IsCancellationRequested);
+    }
+
+    [Theory]
     [InlineData(nameof(ReconnectOptions.ConnectTimeout), -1L, false)]
     [InlineData(nameof(ReconnectOptions.ConnectTimeout), 0L, true)]
     [InlineData(nameof(ReconnectOptions.ConnectTimeout), 1L, true)]
@@ -260,13 +327,22 @@ public sealed class ReconnectingClientTests
     }
 
     [Fact]
-    public void The_defaults_are_30_s_to_reconnect_and_waits_of_50_ms_doubling_up_to_1_s()
+    public void The_defaults_are_30_s_to_reconnect_and_waits_of_50_ms_doubling_up_to_1_s_on_the_system_clock()
     {
         var options = new ReconnectOptions();
 
         Assert.Equal(TimeSpan.FromSeconds(30), options.ConnectTimeout);
         Assert.Equal(TimeSpan.FromMilliseconds(50), options.FirstBackoff);
         Assert.Equal(TimeSpan.FromSeconds(1), options.MaxBackoff);
+        Assert.Same(TimeProvider.System, options.TimeProvider);
+    }
+
+    [Fact]
+    public async Task A_null_clock_is_refused_before_anything_is_dialled()
+    {
+        Exception error = await ConnectWithAsync(new ReconnectOptions { TimeProvider = null! });
+
+        Assert.Equal(nameof(ReconnectOptions.TimeProvider), Assert.IsType<ArgumentNullException>(error).ParamName);
     }
 
     private const long Millisecond = TimeSpan.TicksPerMillisecond;
@@ -279,6 +355,21 @@ public sealed class ReconnectingClientTests
         await Assert.ThrowsAnyAsync<Exception>(() => ReconnectingTinyServerClient.ConnectAsync(_ => throw new Dialled(), options));
 
     private sealed class Dialled : Exception;
+
+    /// <summary>A fake clock that hands the test every wait made on it (the reconnect's backoff), as it begins.</summary>
+    private sealed class WaitRecordingTime : FakeTimeProvider
+    {
+        private readonly Channel<TimeSpan> _waits = Channel.CreateUnbounded<TimeSpan>();
+
+        public Task<TimeSpan> NextWaitAsync(CancellationToken cancellationToken) => _waits.Reader.ReadAsync(cancellationToken).AsTask();
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            ITimer timer = base.CreateTimer(callback, state, dueTime, period);
+            _waits.Writer.TryWrite(dueTime);
+            return timer;
+        }
+    }
 
     private static async Task WaitUntilAsync(Func<bool> condition, CancellationToken cancellationToken)
     {
@@ -299,6 +390,7 @@ public sealed class ReconnectingClientTests
         private readonly ConcurrentBag<Task> _sessions = [];
         private readonly Func<int, Lines, Task> _script;
         private readonly Task _accepting;
+        private int _accepted;
 
         public ScriptedServers(Func<int, Lines, Task> script)
         {
@@ -309,6 +401,9 @@ public sealed class ReconnectingClientTests
         }
 
         public int Port { get; }
+
+        /// <summary>The connections accepted so far.</summary>
+        public int Accepted => Volatile.Read(ref _accepted);
 
         public IReadOnlyList<string> Received(int connection) => [.. _received.GetOrAdd(connection, _ => new())];
 
@@ -321,6 +416,7 @@ public sealed class ReconnectingClientTests
                 for (int connection = 0; ; connection++)
                 {
                     Socket socket = await _listener.AcceptSocketAsync();
+                    Interlocked.Increment(ref _accepted); // Before the script can answer (or close) the dial.
                     _sessions.Add(RunAsync(connection, socket));
                 }
             }
