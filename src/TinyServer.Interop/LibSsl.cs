@@ -130,6 +130,9 @@ internal static partial class LibSsl
     public static partial int SSL_shutdown(nint ssl);
 
     [LibraryImport(Ssl)]
+    public static partial int SSL_pending(nint ssl);
+
+    [LibraryImport(Ssl)]
     public static partial int SSL_get_error(nint ssl, int result);
 
     [LibraryImport(Ssl)]

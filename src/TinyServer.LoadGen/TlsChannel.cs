@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using static TinyServer.Interop.LibSsl;
 
 namespace TinyServer.LoadGen;
 
@@ -76,19 +77,19 @@ internal sealed class TlsChannel(OpenSsl openSsl)
             return 0;
         }
 
-        int result = OpenSsl.SSL_write(_ssl, ref MemoryMarshal.GetReference(plaintext), plaintext.Length);
+        int result = SSL_write(_ssl, ref MemoryMarshal.GetReference(plaintext), plaintext.Length);
         if (result > 0)
         {
             return result;
         }
 
-        if (OpenSsl.SSL_get_error(_ssl, result) is OpenSsl.WantWrite or OpenSsl.WantRead)
+        if (SSL_get_error(_ssl, result) is WantWrite or WantRead)
         {
             error = SocketError.WouldBlock;
             return 0;
         }
 
-        OpenSsl.ERR_clear_error();
+        ERR_clear_error();
         Failed = true;
         error = SocketError.ConnectionReset;
         return 0;
@@ -110,23 +111,23 @@ internal sealed class TlsChannel(OpenSsl openSsl)
             return false;
         }
 
-        int result = OpenSsl.SSL_read(_ssl, ref MemoryMarshal.GetReference(buffer), buffer.Length);
+        int result = SSL_read(_ssl, ref MemoryMarshal.GetReference(buffer), buffer.Length);
         _read = Math.Max(result, 0);
         _readError = SocketError.Success;
         if (result <= 0)
         {
-            int error = OpenSsl.SSL_get_error(_ssl, result);
-            if (error is OpenSsl.WantRead or OpenSsl.WantWrite)
+            int error = SSL_get_error(_ssl, result);
+            if (error is WantRead or WantWrite)
             {
                 return false;
             }
 
             // The end of the stream (close_notify, or none: SSL_OP_IGNORE_UNEXPECTED_EOF), or a reset or bad record.
             int errno = Marshal.GetLastPInvokeError();
-            _readError = error == OpenSsl.ZeroReturn ? SocketError.Success
-                : error == OpenSsl.ErrorSyscall && errno == 0 ? SocketError.Success
+            _readError = error == ZeroReturn ? SocketError.Success
+                : error == ErrorSyscall && errno == 0 ? SocketError.Success
                 : SocketError.ConnectionReset;
-            OpenSsl.ERR_clear_error();
+            ERR_clear_error();
         }
 
         _readDone = true;
@@ -168,19 +169,19 @@ internal sealed class TlsChannel(OpenSsl openSsl)
             return;
         }
 
-        int result = OpenSsl.SSL_do_handshake(_ssl);
+        int result = SSL_do_handshake(_ssl);
         if (result == 1)
         {
             _handshaking = false;
             _handshakeWantsWrite = false;
-            Resumed = OpenSsl.SSL_session_reused(_ssl) == 1;
+            Resumed = SSL_session_reused(_ssl) == 1;
             return;
         }
 
-        int error = OpenSsl.SSL_get_error(_ssl, result);
+        int error = SSL_get_error(_ssl, result);
         int errno = Marshal.GetLastPInvokeError();
-        _handshakeWantsWrite = error == OpenSsl.WantWrite;
-        if (error is not (OpenSsl.WantRead or OpenSsl.WantWrite))
+        _handshakeWantsWrite = error == WantWrite;
+        if (error is not (WantRead or WantWrite))
         {
             string? reason = OpenSsl.Failure(_ssl);
             _failure = reason is not null ? $"TLS handshake failed: {reason}"

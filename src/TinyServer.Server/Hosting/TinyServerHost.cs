@@ -35,7 +35,7 @@ public static class TinyServerHost
                 listen.UseConnectionHandler<LineConnectionHandler>();
             }
 
-            void Tls(ListenOptions listen, X509Certificate2 certificate)
+            void Tls(ListenOptions listen)
             {
                 listeners.Tls.Add(listen);
                 TlsGate.Use(listen);
@@ -58,7 +58,7 @@ public static class TinyServerHost
                         listeners.Inherited[listen] = inherited.Descriptor;
                         if (inherited.Tls)
                         {
-                            Tls(listen, options.TlsCertificate ?? throw new InvalidOperationException("a 'tls' socket needs TlsCertificate"));
+                            Tls(listen); // With TlsCertificate: validation requires it for a passed 'tls' socket.
                         }
                         else if (SocketActivation.IsUnix(inherited.Descriptor))
                         {
@@ -78,11 +78,11 @@ public static class TinyServerHost
                     kestrel.Listen(address, options.Port, Plain);
                 }
 
-                if (options is { TlsPort: int tlsPort, TlsCertificate: { } certificate })
+                if (options is { TlsPort: int tlsPort, TlsCertificate: not null })
                 {
                     foreach (IPAddress address in options.Bind)
                     {
-                        kestrel.Listen(address, tlsPort, listen => Tls(listen, certificate));
+                        kestrel.Listen(address, tlsPort, Tls);
                     }
                 }
 

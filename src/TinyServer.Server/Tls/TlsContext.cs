@@ -26,7 +26,7 @@ public sealed class TlsContext : IDisposable
         try
         {
             SSL_CTX_ctrl(_context, CtrlMinProtocol, Tls12, 0);
-            SSL_CTX_ctrl(_context, CtrlMode, ModeReleaseBuffers, 0);
+            if (Environment.GetEnvironmentVariable("S6_KEEP_BUFFERS") != "1") SSL_CTX_ctrl(_context, CtrlMode, ModeReleaseBuffers, 0);
             SSL_CTX_set_options(_context, OptionNoRenegotiation | OptionIgnoreUnexpectedEof);
             byte[] id = "tinyserver"u8.ToArray();
             SSL_CTX_set_session_id_context(_context, ref id[0], (uint)id.Length);

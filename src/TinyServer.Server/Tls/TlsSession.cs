@@ -30,6 +30,7 @@ internal sealed class TlsSession : IDuplexPipe
     private readonly Reader _input;
     private readonly Writer _output;
     private bool _freed;
+    private bool _watching;
 
     private TlsSession(IDuplexPipe transport, nint ssl)
     {
@@ -188,7 +189,11 @@ internal sealed class TlsSession : IDuplexPipe
     /// warning alert and goes on. This server ends the session instead, as SslStream did, and counts it: a handshake
     /// record after the handshake is that request (the client's only handshake message in TLS 1.2 is its hello).
     /// </summary>
-    private unsafe void WatchForRenegotiation() => SSL_set_msg_callback(_ssl, &OnMessage);
+    private unsafe void WatchForRenegotiation()
+    {
+        _watching = true;
+        SSL_set_msg_callback(_ssl, &OnMessage);
+    }
 
     [UnmanagedCallersOnly]
     private static unsafe void OnMessage(int written, int version, int contentType, byte* buffer, nuint length, nint ssl, nint argument)
@@ -347,10 +352,15 @@ internal sealed class TlsSession : IDuplexPipe
         /// <summary>Decrypts what OpenSSL's input holds into the buffer: true if that gave bytes, false if it needs more.</summary>
         private bool Decrypt()
         {
+            if (_end == _start && BIO_ctrl_pending(session._received) == 0 && SSL_pending(session._ssl) == 0)
+            {
+                return false; // Nothing to decrypt: no buffer rented, no call into OpenSSL.
+            }
+
             Reserve();
             ERR_clear_error();
             int read = SSL_read(session._ssl, ref _buffer![_end], _buffer.Length - _end);
-            if (SSL_get_ex_data(session._ssl, 0) != 0)
+            if (session._watching && SSL_get_ex_data(session._ssl, 0) != 0)
             {
                 session.Renegotiation = true;
                 throw Failure = new IOException("renegotiation refused");
