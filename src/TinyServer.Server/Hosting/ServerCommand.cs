@@ -56,6 +56,7 @@ internal static class ServerCommand
         new("--tls-cert-password", "TlsCertPassword", null, "password of the PKCS#12 file or encrypted PEM key (prefer the environment: the command line shows in ps)", "none"),
         new("--tls-handshake-timeout", "TlsHandshakeTimeout", nameof(ServerOptions.TlsHandshakeTimeoutSeconds), "seconds a TLS client has to complete its handshake", "10"),
         new("--tls-handshake-threads", "TlsHandshakeThreads", nameof(ServerOptions.TlsHandshakeThreads), "threads that run TLS handshakes at idle CPU priority, so that they never delay the event threads", "cores"),
+        new("--tls-release-buffers", "TlsReleaseBuffers", null, "true frees each idle TLS session's record buffers (about 20 KiB an idle connection instead of 36, for about 5 % more CPU a request)", "false"),
         new("--tls-handshake-idle-wait", "TlsHandshakeIdleWait", nameof(ServerOptions.TlsHandshakeIdleWaitMs), "milliseconds a TLS handshake waits for idle CPU before a thread of normal priority runs it; 0 runs every handshake at normal priority", "100"),
         new("--proxy-protocol", "ProxyProtocol", null, "the TCP endpoints expect a PROXY protocol v1/v2 header first (a flag; =true or =false also work)", "off", Flag: true),
         new("--trusted-proxy", "TrustedProxy", null, "address or CIDR network allowed to send PROXY headers, repeatable; required with --proxy-protocol", "none", Repeatable: true),

@@ -155,6 +155,13 @@ public sealed record ServerOptions
     public int TlsHandshakeIdleWaitMs { get; init; } = 100;
 
     /// <summary>
+    /// OpenSSL's <c>SSL_MODE_RELEASE_BUFFERS</c>: a TLS session frees its two record buffers (about 16 KiB each) while
+    /// it holds no record, and allocates them again for the next. An idle TLS connection then holds about 20 KiB
+    /// instead of 36 (Redis's: 37), for about 5 % more CPU a request (benchmarks/README.md, "TLS"). Default false.
+    /// </summary>
+    public bool TlsReleaseBuffers { get; init; }
+
+    /// <summary>
     /// The plain TCP endpoints expect a PROXY protocol header (version 1 or 2) before anything else on every
     /// connection, from <see cref="TrustedProxies"/> only; the connection then has the original client's address.
     /// </summary>

@@ -231,6 +231,7 @@ public static class ServerOptionsLoader
             TlsHandshakeTimeoutSeconds = Int("TlsHandshakeTimeout", settings.TlsHandshakeTimeout, Defaults.TlsHandshakeTimeoutSeconds),
             TlsHandshakeThreads = Int("TlsHandshakeThreads", settings.TlsHandshakeThreads, Defaults.TlsHandshakeThreads),
             TlsHandshakeIdleWaitMs = Int("TlsHandshakeIdleWait", settings.TlsHandshakeIdleWait, Defaults.TlsHandshakeIdleWaitMs),
+            TlsReleaseBuffers = Bool("TlsReleaseBuffers", settings.TlsReleaseBuffers, Defaults.TlsReleaseBuffers),
             ProxyProtocol = Bool("ProxyProtocol", settings.ProxyProtocol, Defaults.ProxyProtocol),
             TrustedProxies = List("TrustedProxy", Defaults.TrustedProxies, v => (TryParseNetwork(v, out IPNetwork n), n), "is not a list of IP addresses or CIDR networks (e.g. 10.0.0.5, 10.0.0.0/24, fd00::/8)"),
             ProxyHeaderTimeoutSeconds = Int("ProxyHeaderTimeout", settings.ProxyHeaderTimeout, Defaults.ProxyHeaderTimeoutSeconds),

@@ -57,6 +57,8 @@ internal sealed class ServerSettings
 
     public string? TlsHandshakeIdleWait { get; set; }
 
+    public string? TlsReleaseBuffers { get; set; }
+
     public string? ProxyProtocol { get; set; }
 
     public string? ProxyHeaderTimeout { get; set; }

@@ -121,7 +121,7 @@ public static class TinyServerHost
         builder.Services.AddSingleton<ConnectionTracker>();
         builder.Services.AddSingleton<ProxyProtocolMiddleware>();
         builder.Services.AddSingleton<TlsGate>();
-        builder.Services.AddSingleton(_ => new TlsContext(options.TlsCertificate ?? throw new InvalidOperationException("TLS needs TlsCertificate")));
+        builder.Services.AddSingleton(_ => new TlsContext(options.TlsCertificate ?? throw new InvalidOperationException("TLS needs TlsCertificate"), options.TlsReleaseBuffers));
         builder.Services.AddSingleton<HandshakeThreads>();
         builder.Services.AddMetrics();
         builder.Services.AddSingleton<ServerMetrics>();

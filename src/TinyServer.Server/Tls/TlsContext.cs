@@ -8,14 +8,15 @@ namespace TinyServer.Server;
 /// <summary>
 /// The server's one OpenSSL context (<c>SSL_CTX</c>), made at startup from the certificate and key that
 /// <see cref="TlsCertificateLoader"/> loaded: TLS 1.2 and 1.3 only, OpenSSL's default ciphers (as SslStream's on
-/// Linux), no ALPN, no client certificates, renegotiation refused, session tickets (resumption) on, and record
-/// buffers released while a session holds no record. Every TLS session of the process is made from it.
+/// Linux), no ALPN, no client certificates, renegotiation refused, session tickets (resumption) on, and with
+/// <c>--tls-release-buffers</c> record buffers released while a session holds no record. Every TLS session of the
+/// process is made from it.
 /// </summary>
 public sealed class TlsContext : IDisposable
 {
     private readonly nint _context;
 
-    public TlsContext(X509Certificate2 certificate)
+    public TlsContext(X509Certificate2 certificate, bool releaseBuffers)
     {
         _context = SSL_CTX_new(TLS_server_method());
         if (_context == 0)
@@ -26,7 +27,11 @@ public sealed class TlsContext : IDisposable
         try
         {
             SSL_CTX_ctrl(_context, CtrlMinProtocol, Tls12, 0);
-            if (Environment.GetEnvironmentVariable("S6_KEEP_BUFFERS") != "1") SSL_CTX_ctrl(_context, CtrlMode, ModeReleaseBuffers, 0);
+            if (releaseBuffers)
+            {
+                SSL_CTX_ctrl(_context, CtrlMode, ModeReleaseBuffers, 0);
+            }
+
             SSL_CTX_set_options(_context, OptionNoRenegotiation | OptionIgnoreUnexpectedEof);
             byte[] id = "tinyserver"u8.ToArray();
             SSL_CTX_set_session_id_context(_context, ref id[0], (uint)id.Length);
@@ -38,6 +43,9 @@ public sealed class TlsContext : IDisposable
             throw;
         }
     }
+
+    /// <summary>OpenSSL's mode bits for the sessions of this context (<c>SSL_CTX_get_mode</c>).</summary>
+    internal long Mode => SSL_CTX_ctrl(_context, CtrlMode, 0, 0);
 
     /// <summary>A new session of this context, its handshake not started; null if OpenSSL has no memory.</summary>
     internal nint NewSession() => SSL_new(_context);

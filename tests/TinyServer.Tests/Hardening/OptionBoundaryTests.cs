@@ -78,16 +78,17 @@ public class OptionBoundaryTests
     public void The_transport_options_parse_and_refuse_bad_values()
     {
         ServerOptions options = ServerOptionsLoader.Load(
-            ["--transport", "sockets", "--io-threads", "3", "--inline-io", "false", "--io-queues", "0", "--wait-for-data", "False"],
+            ["--transport", "sockets", "--io-threads", "3", "--inline-io", "false", "--io-queues", "0", "--wait-for-data", "False", "--tls-release-buffers", "true"],
             new Dictionary<string, string>(),
             settingsFile: null)!;
         Assert.Equal((TransportKind.Sockets, 3, false, 0, false), (options.Transport, options.IoThreads, options.InlineIo, options.IoQueues, options.WaitForData));
+        Assert.True(options.TlsReleaseBuffers);
         Assert.Equal(TransportKind.Epoll, ServerOptionsLoader.Load(["--transport", "epoll"], new Dictionary<string, string>(), settingsFile: null)!.Transport);
         Assert.Equal(TransportKind.Epoll, new ServerOptions().Transport); // Linux: the documented default.
         Assert.Equal(Math.Max(1, Environment.ProcessorCount / 2), new ServerOptions().EffectiveIoThreads);
         Assert.Equal(5, new ServerOptions { IoThreads = 5 }.EffectiveIoThreads);
 
-        foreach ((string option, string value) in new[] { ("--transport", "iouring"), ("--transport", "Epoll "), ("--inline-io", "yes"), ("--wait-for-data", "1"), ("--io-threads", "-1") })
+        foreach ((string option, string value) in new[] { ("--transport", "iouring"), ("--transport", "Epoll "), ("--inline-io", "yes"), ("--wait-for-data", "1"), ("--tls-release-buffers", "yes"), ("--io-threads", "-1") })
         {
             OptionsException error = Assert.Throws<OptionsException>(() => ServerOptionsLoader.Load([option, value], new Dictionary<string, string>(), settingsFile: null));
             Assert.Contains(option, error.Message, StringComparison.Ordinal);
@@ -102,6 +103,7 @@ public class OptionBoundaryTests
         Assert.Equal((0, null), (options.DrainDelaySeconds, options.HealthPort));
         Assert.Equal((false, 0, 5, 0), (options.ProxyProtocol, options.TrustedProxies.Count, options.ProxyHeaderTimeoutSeconds, options.MaxConnectionsPerAddress));
         Assert.Equal((TransportKind.Epoll, 0, true, Math.Min(Environment.ProcessorCount, 16), true), (options.Transport, options.IoThreads, options.InlineIo, options.IoQueues, options.WaitForData));
+        Assert.False(options.TlsReleaseBuffers);
     }
 
     private static ServerOptions Load(string option, int value) =>
