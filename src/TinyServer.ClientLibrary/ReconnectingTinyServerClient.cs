@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using System.Runtime.ExceptionServices;
 using TinyServer.Protocol;
 
 namespace TinyServer.ClientLibrary;
@@ -35,14 +36,21 @@ public sealed record ReconnectOptions
     public static readonly TimeSpan LongestBackoff = TimeSpan.FromMinutes(1);
 
     /// <summary>
-    /// How long the replacing of a connection may take, from when it ended (default 30 s; 0 to
-    /// <see cref="LongestConnectTimeout"/>, 0 for a single try): failed dials (refused, closed before the banner) are
-    /// tried again after <see cref="FirstBackoff"/>, doubling up to <see cref="MaxBackoff"/> apart, until then (no dial
-    /// is made at or after it); then the last failure is thrown.
+    /// How long the replacing of a connection may take, from when it ended with no request answered since (default 30 s;
+    /// 0 to <see cref="LongestConnectTimeout"/>; 0: a connection that ended is not replaced). The first dial is made at
+    /// once; each further one, after a failed dial (refused, closed before the banner) or a new connection ended before
+    /// it answered a request (a closing notice), waits <see cref="FirstBackoff"/>, doubling up to
+    /// <see cref="MaxBackoff"/>, and starts again from <see cref="FirstBackoff"/> once a request is answered. No dial is
+    /// made at or after the deadline, and none outlives it: one still under way then (connected but no banner, a connect
+    /// or TLS handshake not done) is abandoned (closed). Then the last failure is thrown, or a
+    /// <see cref="System.TimeoutException"/> when there was none (a dial abandoned, or 0).
     /// </summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>The wait after the first failed dial of a reconnect (default 50 ms; <see cref="ShortestBackoff"/> to <see cref="LongestBackoff"/>).</summary>
+    /// <summary>
+    /// The wait after the first dial of a reconnect that failed or whose connection ended before it answered a request
+    /// (default 50 ms; <see cref="ShortestBackoff"/> to <see cref="LongestBackoff"/>).
+    /// </summary>
     public TimeSpan FirstBackoff { get; init; } = TimeSpan.FromMilliseconds(50);
 
     /// <summary>The longest wait between two dials of a reconnect (default 1 s; <see cref="ShortestBackoff"/> to <see cref="LongestBackoff"/>, not less than <see cref="FirstBackoff"/>).</summary>
@@ -84,7 +92,9 @@ public sealed record ReconnectOptions
 /// retried blindly.</item>
 /// </list>
 /// A request waits through the reconnect (bounded by <see cref="ReconnectOptions.ConnectTimeout"/> and the caller's
-/// cancellation). Not safe for concurrent use: one request or pipeline at a time.
+/// cancellation), with the backoff of <see cref="ReconnectOptions"/> between dials that fail or give connections that end
+/// before they answer anything (a server that answers ERROR SHUTTING_DOWN to everything is not redialled in a tight
+/// loop). Not safe for concurrent use: one request or pipeline at a time.
 /// </summary>
 public sealed class ReconnectingTinyServerClient : IAsyncDisposable
 {
@@ -97,6 +107,12 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
     // A read always waits beside the idle connection, so that a close or a notice sent unasked is seen before the
     // next request goes out (then nothing is in flight, and nothing is lost). Its result is the next request's reply.
     private Task<string?>? _next;
+
+    // The reconnect under way: since when connections have ended with no request answered (the deadline counts from
+    // it), the wait before the next dial (zero: at once) and the last failure. Reset when a request is answered.
+    private DateTimeOffset? _endedAt;
+    private TimeSpan _backoff;
+    private ExceptionDispatchInfo? _failure;
 
     private ReconnectingTinyServerClient(TinyServerClient client, Func<CancellationToken, Task<TinyServerClient>> connect, ReconnectOptions options)
     {
@@ -137,6 +153,7 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
 
     /// <summary>Sends a command and returns its reply, on a new connection if need be (see the rules above).</summary>
     /// <exception cref="RequestLostException">The connection ended with the request in flight.</exception>
+    /// <exception cref="TimeoutException">No new connection within <see cref="ReconnectOptions.ConnectTimeout"/>: the last dial was abandoned at it (see <see cref="PipelineAsync"/> for the others).</exception>
     public async Task<string> RequestAsync(string command, CancellationToken cancellationToken = default) =>
         (await PipelineAsync([command], cancellationToken).ConfigureAwait(false))[0];
 
@@ -145,18 +162,21 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
     /// executed are sent again on a new connection.
     /// </summary>
     /// <exception cref="RequestLostException">The connection ended with some of them in flight (the answered ones are in it).</exception>
-    /// <exception cref="ServerClosedException">Every new connection was ended with a closing notice, unanswered, for <see cref="ReconnectOptions.ConnectTimeout"/>.</exception>
+    /// <exception cref="ServerClosedException">Every new connection was ended with a closing notice, unanswered, until <see cref="ReconnectOptions.ConnectTimeout"/> (or the last dial was closed before the banner).</exception>
     /// <exception cref="SocketException">No new connection could be made within <see cref="ReconnectOptions.ConnectTimeout"/> (the last failure; or another failure of the connect).</exception>
+    /// <exception cref="TimeoutException">The last dial was still under way (connected without a banner, or the connect or TLS handshake not done) at the <see cref="ReconnectOptions.ConnectTimeout"/> deadline and was abandoned; or <see cref="ReconnectOptions.ConnectTimeout"/> is 0 and the connection had ended.</exception>
     public async Task<IReadOnlyList<string>> PipelineAsync(IReadOnlyList<string> commands, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(commands);
         ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
         var replies = new List<string>(commands.Count);
-        DateTimeOffset? endedAt = null; // When connections began to end without an answer: the reconnect deadline counts from it.
-        string? gaveUp = null;
-        while (replies.Count < commands.Count && gaveUp is null)
+        Answered(); // A new request: a reconnect it needs starts afresh.
+        int resend = 0; // Requests not executed (a notice, lines after QUIT): counted in Resent when sent again.
+        while (replies.Count < commands.Count)
         {
-            TinyServerClient client = await ReadyAsync(endedAt, cancellationToken).ConfigureAwait(false);
+            TinyServerClient client = await ReadyAsync(cancellationToken).ConfigureAwait(false);
+            Resent += resend;
+            resend = 0;
             string[] unanswered = [.. commands.Skip(replies.Count)];
             try
             {
@@ -172,27 +192,22 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
 
                     if (ReplyReader.IsClosingNotice(reply))
                     {
-                        // Not executed: this one and those after it go again on a new connection, unless every
-                        // connection has ended so since the first notice for ConnectTimeout.
+                        // Not executed: this one and those after it go again on a new connection, after the backoff
+                        // when this connection answered none, unless ConnectTimeout runs out first (ReadyAsync).
                         await DropAsync().ConfigureAwait(false);
-                        DateTimeOffset now = _options.TimeProvider.GetUtcNow();
-                        endedAt = i > 0 ? now : endedAt ?? now;
-                        if (now - endedAt >= _options.ConnectTimeout)
-                        {
-                            gaveUp = $"the server answered '{reply}' on every connection for {_options.ConnectTimeout.TotalSeconds} s; {unanswered.Length - i} request(s) were not executed";
-                            break;
-                        }
-
-                        Resent += unanswered.Length - i;
+                        resend = unanswered.Length - i;
+                        Ended(ExceptionDispatchInfo.Capture(new ServerClosedException(
+                            $"the server answered '{reply}' on every connection within the connect timeout ({_options.ConnectTimeout.TotalSeconds} s); {resend} request(s) were not executed")));
                         break;
                     }
 
                     replies.Add(reply);
+                    Answered();
                     if (ReplyReader.IsBye(reply))
                     {
                         // QUIT ended the session: the server ignores the lines after it, so they go on a new connection.
-                        Resent += unanswered.Length - i - 1;
-                        endedAt = _options.TimeProvider.GetUtcNow();
+                        resend = unanswered.Length - i - 1;
+                        Ended(null);
                         await DropAsync().ConfigureAwait(false);
                         break;
                     }
@@ -212,11 +227,6 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
                 await DropAsync().ConfigureAwait(false);
                 throw Lost(replies, commands, "the connection broke", e);
             }
-        }
-
-        if (gaveUp is not null)
-        {
-            throw new ServerClosedException(gaveUp);
         }
 
         if (_client is not null)
@@ -244,14 +254,32 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
             $"{why} with {unanswered.Length} request(s) in flight, which may have been executed and were not sent again", replies, unanswered, inner);
     }
 
-    // The connection to send on: the current one when it is still open and nothing came unasked, else a new one.
-    private async Task<TinyServerClient> ReadyAsync(DateTimeOffset? endedAt, CancellationToken cancellationToken)
+    // A request was answered (or a new one begins): the next reconnect is made at once, with all of ConnectTimeout.
+    private void Answered()
+    {
+        _endedAt = null;
+        _backoff = TimeSpan.Zero;
+        _failure = null;
+    }
+
+    // The connection ended: the reconnect's deadline counts from the first end since a request was answered.
+    private void Ended(ExceptionDispatchInfo? failure)
+    {
+        _endedAt ??= _options.TimeProvider.GetUtcNow();
+        _failure = failure ?? _failure;
+    }
+
+    // The connection to send on: the current one when it is still open and nothing came unasked, else a new one. The
+    // first dial since a request was answered is made at once; every later one (after a failed dial, or a connection
+    // ended before it answered anything) waits FirstBackoff, doubling up to MaxBackoff. No dial is made at or after the
+    // deadline, and none outlives it: then the last failure is thrown, or a TimeoutException when there was none.
+    private async Task<TinyServerClient> ReadyAsync(CancellationToken cancellationToken)
     {
         if (_client is not null && _next is { IsCompleted: true })
         {
             // Closed, broken, or a notice (or anything else) unasked while idle: nothing was in flight.
             await DropAsync().ConfigureAwait(false);
-            endedAt ??= _options.TimeProvider.GetUtcNow();
+            Ended(null);
         }
 
         if (_client is not null)
@@ -260,24 +288,84 @@ public sealed class ReconnectingTinyServerClient : IAsyncDisposable
         }
 
         TimeProvider time = _options.TimeProvider;
-        DateTimeOffset deadline = (endedAt ?? time.GetUtcNow()) + _options.ConnectTimeout;
-        TimeSpan backoff = _options.FirstBackoff;
+        Ended(null);
+        DateTimeOffset deadline = _endedAt!.Value + _options.ConnectTimeout;
         while (true)
         {
+            if (_backoff > TimeSpan.Zero)
+            {
+                if (time.GetUtcNow() + _backoff >= deadline)
+                {
+                    throw GiveUp();
+                }
+
+                await Task.Delay(_backoff, time, cancellationToken).ConfigureAwait(false);
+            }
+
+            TimeSpan left = deadline - time.GetUtcNow();
+            if (left <= TimeSpan.Zero)
+            {
+                throw GiveUp();
+            }
+
+            _backoff = _backoff == TimeSpan.Zero ? _options.FirstBackoff
+                : _backoff * 2 < _options.MaxBackoff ? _backoff * 2 : _options.MaxBackoff;
             try
             {
-                TinyServerClient client = await _connect(cancellationToken).ConfigureAwait(false);
+                TinyServerClient client = await DialAsync(left, cancellationToken).ConfigureAwait(false);
                 Reconnects++;
                 Adopt(client);
                 return client;
             }
-            catch (Exception e) when (Retried(e) && time.GetUtcNow() + backoff < deadline)
+            catch (Exception e) when (Retried(e))
             {
                 // Refused, reset or closed before the banner (a restart): try again a little later.
+                _failure = ExceptionDispatchInfo.Capture(e);
+            }
+        }
+    }
+
+    // The last failure of the reconnect (a dial's, or the notice that ended the last connection), else a timeout.
+    private Exception GiveUp()
+    {
+        _failure?.Throw();
+        return new TimeoutException($"the connection ended and was not replaced: the connect timeout ({_options.ConnectTimeout.TotalSeconds} s) left no time for a dial");
+    }
+
+    // One dial, abandoned when the reconnect's time is up (connected but no banner, or a connect or TLS handshake not
+    // done): its token is cancelled then (by the deadline's own timer, so at the deadline itself), and a connection it
+    // still makes is closed.
+    private async Task<TinyServerClient> DialAsync(TimeSpan left, CancellationToken cancellationToken)
+    {
+        using var abandon = new CancellationTokenSource(left, _options.TimeProvider);
+        using CancellationTokenRegistration caller = cancellationToken.UnsafeRegister(static source => ((CancellationTokenSource)source!).Cancel(), abandon);
+        Task<TinyServerClient> dial = _connect(abandon.Token);
+        try
+        {
+            return await dial.WaitAsync(abandon.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException e) when (abandon.IsCancellationRequested)
+        {
+            _ = dial.ContinueWith(
+                static done =>
+                {
+                    if (done.IsCompletedSuccessfully)
+                    {
+                        _ = done.Result.DisposeAsync().AsTask();
+                    }
+                    else
+                    {
+                        _ = done.Exception; // Observed: the abandoned dial's failure no longer matters.
+                    }
+                },
+                CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            if (cancellationToken.IsCancellationRequested)
+            {
+                throw;
             }
 
-            await Task.Delay(backoff, time, cancellationToken).ConfigureAwait(false);
-            backoff = backoff * 2 < _options.MaxBackoff ? backoff * 2 : _options.MaxBackoff;
+            throw new TimeoutException(
+                $"no new connection within the connect timeout ({_options.ConnectTimeout.TotalSeconds} s): the last dial, still under way (connected without a banner, or the connect or TLS handshake not done), was abandoned at it", e);
         }
     }
 

@@ -171,42 +171,26 @@ public sealed class ReconnectingClientTests
         });
         await using (server)
         {
+            // On a fake clock (advanced by each wait the client begins): a dial on the real one may be abandoned at the
+            // deadline on a slow machine, and then a TimeoutException is right.
+            var time = new WaitRecordingTime();
             using var deadline = new CancellationTokenSource(Timeouts.Read);
-            var options = new ReconnectOptions { ConnectTimeout = TimeSpan.FromSeconds(0.5) };
+            var options = new ReconnectOptions { ConnectTimeout = TimeSpan.FromSeconds(0.5), TimeProvider = time };
             await using ReconnectingTinyServerClient client = await ReconnectingTinyServerClient.ConnectAsync("127.0.0.1", server.Port, options: options, cancellationToken: deadline.Token);
             Assert.Equal("ECHO 1", await client.RequestAsync("ECHO 1", deadline.Token));
 
-            SocketException refused = await Assert.ThrowsAsync<SocketException>(() => client.RequestAsync("ECHO 2", deadline.Token));
+            Task<string> request = client.RequestAsync("ECHO 2", deadline.Token);
+            List<TimeSpan> waits = await AdvanceThroughWaitsAsync(request, time, deadline.Token);
 
+            SocketException refused = await Assert.ThrowsAsync<SocketException>(() => request.WaitAsync(Timeouts.Read));
             Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
+            Assert.Equal([50, 100, 200], waits.Select(wait => (int)wait.TotalMilliseconds)); // The defaults; 0.35 s + 0.4 s is past 0.5 s.
             Assert.False(deadline.IsCancellationRequested, "the connect timeout, not the test's deadline, ended it");
             Assert.Equal(0, client.Reconnects);
         }
     }
 
-    [Fact]
-    public async Task A_server_that_ends_every_connection_with_shutting_down_fails_the_request_after_the_connect_timeout()
-    {
-        await using var server = new ScriptedServers(async (connection, lines) =>
-        {
-            await lines.SendAsync(Banner);
-            await lines.ReadLineAsync();
-            await lines.SendAsync("ERROR SHUTTING_DOWN\n");
-            await lines.LingerAsync();
-        });
-        using var deadline = new CancellationTokenSource(Timeouts.Read);
-        var options = new ReconnectOptions { ConnectTimeout = TimeSpan.FromSeconds(0.5) };
-        await using ReconnectingTinyServerClient client = await ReconnectingTinyServerClient.ConnectAsync("127.0.0.1", server.Port, options: options, cancellationToken: deadline.Token);
-
-        ServerClosedException error = await Assert.ThrowsAsync<ServerClosedException>(() => client.RequestAsync("ECHO 1", deadline.Token));
-
-        Assert.Contains("ERROR SHUTTING_DOWN' on every connection", error.Message, StringComparison.Ordinal);
-        Assert.True(client.Reconnects > 0);
-        Assert.False(deadline.IsCancellationRequested);
-    }
-
     [Theory]
-    [InlineData(0L, new[] { 0 })] // One try.
     [InlineData(1_100 * Millisecond, new[] { 0, 100, 300, 700 })] // The dial at 1.1 s would be at the timeout: not made.
     [InlineData(1_500 * Millisecond - 1, new[] { 0, 100, 300, 700, 1_100 })]
     [InlineData(1_500 * Millisecond, new[] { 0, 100, 300, 700, 1_100 })]
@@ -250,16 +234,7 @@ public sealed class ReconnectingClientTests
         DateTimeOffset ended = time.GetUtcNow();
 
         Task<string> request = client.RequestAsync("ECHO 2", deadline.Token);
-        var waits = new List<TimeSpan>();
-        while (!request.IsCompleted && waits.Count < 50)
-        {
-            Task<TimeSpan> wait = time.NextWaitAsync(deadline.Token);
-            if (await Task.WhenAny(request, wait).WaitAsync(Timeouts.Read) == wait)
-            {
-                waits.Add(await wait);
-                time.Advance(await wait);
-            }
-        }
+        List<TimeSpan> waits = await AdvanceThroughWaitsAsync(request, time, deadline.Token);
 
         ServerClosedException error = await Assert.ThrowsAsync<ServerClosedException>(() => request.WaitAsync(Timeouts.Read));
         Assert.NotEmpty(error.Message); // Why the last dial failed: the server closed it before its banner.
@@ -268,6 +243,211 @@ public sealed class ReconnectingClientTests
         Assert.Equal(1 + dialsAtMilliseconds.Length, server.Accepted); // Every dial reached the server.
         Assert.Equal(0, client.Reconnects);
         Assert.False(deadline.IsCancellationRequested);
+    }
+
+    [Fact]
+    public async Task A_connect_timeout_of_zero_replaces_no_connection_and_the_next_request_throws_a_timeout_exception()
+    {
+        // The first connection answers one request and closes. With no time to replace it, nothing is dialled.
+        await using var server = new ScriptedServers(async (connection, lines) =>
+        {
+            await lines.SendAsync(Banner);
+            await lines.AnswerAsync(1);
+            await lines.LingerAsync();
+        });
+        int dials = 0;
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        await using ReconnectingTinyServerClient client = await ReconnectingTinyServerClient.ConnectAsync(
+            token =>
+            {
+                dials++;
+                return TinyServerClient.ConnectAsync("127.0.0.1", server.Port, token);
+            },
+            new ReconnectOptions { ConnectTimeout = TimeSpan.Zero, TimeProvider = new FakeTimeProvider() },
+            deadline.Token);
+        Assert.Equal("ECHO 1", await client.RequestAsync("ECHO 1", deadline.Token));
+        await WaitUntilAsync(() => !client.IsConnected, deadline.Token);
+
+        TimeoutException error = await Assert.ThrowsAsync<TimeoutException>(() => client.RequestAsync("ECHO 2", deadline.Token));
+
+        Assert.Contains("not replaced", error.Message, StringComparison.Ordinal);
+        Assert.Equal(1, dials);
+        Assert.Equal(1, server.Accepted);
+        Assert.Equal(["ECHO 1"], server.Received(0));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // The dial that hangs is the second, 0.1 s after the first failed: the deadline still counts from the end.
+    public async Task A_redial_that_connects_but_gets_no_banner_is_abandoned_at_the_connect_timeout_with_a_timeout_exception(bool failedFirst)
+    {
+        // The first connection answers one request and closes. Then (after one dial closed before its banner, when
+        // failedFirst) the server accepts a dial and never greets it: that dial must end at the connect timeout, counted
+        // from the close, on the fake clock (its token cancelled, its socket closed), not at the caller's cancellation.
+        var time = new WaitRecordingTime();
+        var abandoned = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        int silent = failedFirst ? 2 : 1;
+        await using var server = new ScriptedServers(async (connection, lines) =>
+        {
+            if (connection == 0 || connection > silent)
+            {
+                await lines.SendAsync(Banner);
+                await lines.AnswerAsync(connection == 0 ? 1 : int.MaxValue);
+            }
+            else if (connection == silent)
+            {
+                if (await lines.ReadLineAsync() is null)
+                {
+                    abandoned.TrySetResult(); // The client closed the dial, having sent nothing.
+                }
+            }
+
+            await lines.LingerAsync();
+        });
+        var dials = new ConcurrentQueue<CancellationToken>();
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        var options = new ReconnectOptions { ConnectTimeout = TimeSpan.FromSeconds(1), FirstBackoff = TimeSpan.FromMilliseconds(100), TimeProvider = time };
+        await using ReconnectingTinyServerClient client = await ReconnectingTinyServerClient.ConnectAsync(
+            token =>
+            {
+                dials.Enqueue(token);
+                return TinyServerClient.ConnectAsync("127.0.0.1", server.Port, token);
+            },
+            options,
+            deadline.Token);
+        Assert.Equal("ECHO 1", await client.RequestAsync("ECHO 1", deadline.Token));
+        await WaitUntilAsync(() => !client.IsConnected, deadline.Token);
+        DateTimeOffset ended = time.GetUtcNow();
+
+        Task<string> request = client.RequestAsync("ECHO 2", deadline.Token);
+        if (failedFirst)
+        {
+            TimeSpan wait = await time.NextWaitAsync(deadline.Token).WaitAsync(Timeouts.Read);
+            Assert.Equal(TimeSpan.FromMilliseconds(100), wait);
+            time.Advance(wait);
+        }
+
+        await WaitUntilAsync(() => server.Accepted == silent + 1, deadline.Token); // The silent dial is connected.
+        CancellationToken dial = dials.Last();
+        time.Advance(ended + options.ConnectTimeout - time.GetUtcNow() - TimeSpan.FromTicks(1));
+        Assert.False(dial.IsCancellationRequested, "the dial was abandoned before the connect timeout");
+        time.Advance(TimeSpan.FromTicks(1));
+        Assert.True(dial.IsCancellationRequested, $"the dial was not abandoned at the connect timeout (request {request.Status})");
+
+        TimeoutException error = await Assert.ThrowsAsync<TimeoutException>(() => request.WaitAsync(Timeouts.Read));
+        Assert.Contains("abandoned", error.Message, StringComparison.Ordinal);
+        await abandoned.Task.WaitAsync(Timeouts.Read);
+        Assert.Equal(silent + 1, dials.Count); // The first connect, then each redial once.
+        Assert.Equal(0, client.Reconnects);
+        Assert.False(deadline.IsCancellationRequested);
+        Assert.Equal("ECHO 3", await client.RequestAsync("ECHO 3", deadline.Token)); // The next request dials again.
+    }
+
+    [Theory]
+    [InlineData(0L, new int[0])] // No time to replace the connection: the notice's request fails at once.
+    [InlineData(1_100 * Millisecond, new[] { 0, 100, 300, 700 })] // The redial at 1.1 s would be at the timeout: not made.
+    [InlineData(1_100 * Millisecond + 1, new[] { 0, 100, 300, 700, 1_100 })]
+    public async Task Reconnects_ended_by_a_closing_notice_before_any_answer_wait_the_same_backoff_as_failed_dials(long connectTimeoutTicks, int[] dialsAtMilliseconds)
+    {
+        // Every connection reads the request and answers ERROR SHUTTING_DOWN: the first redial is made at once, each
+        // further one after FirstBackoff (0.1 s) doubling up to MaxBackoff (0.4 s), none at or after the connect
+        // timeout (counted from the first notice); then the notice's ServerClosedException. Not a tight loop.
+        var time = new WaitRecordingTime();
+        await using var server = new ScriptedServers(async (connection, lines) =>
+        {
+            await lines.SendAsync(Banner);
+            await lines.ReadLineAsync();
+            await lines.SendAsync("ERROR SHUTTING_DOWN\n");
+            await lines.LingerAsync();
+        });
+        var dialledAt = new ConcurrentQueue<DateTimeOffset>();
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        var options = new ReconnectOptions
+        {
+            ConnectTimeout = TimeSpan.FromTicks(connectTimeoutTicks),
+            FirstBackoff = TimeSpan.FromMilliseconds(100),
+            MaxBackoff = TimeSpan.FromMilliseconds(400),
+            TimeProvider = time,
+        };
+        await using ReconnectingTinyServerClient client = await ReconnectingTinyServerClient.ConnectAsync(
+            token => CountedDial(dialledAt, time, server.Port, token), options, deadline.Token);
+        DateTimeOffset noticed = time.GetUtcNow(); // The fake clock stands still until the client waits.
+
+        Task<string> request = client.RequestAsync("ECHO 1", deadline.Token);
+        List<TimeSpan> waits = await AdvanceThroughWaitsAsync(request, time, deadline.Token);
+
+        ServerClosedException error = await Assert.ThrowsAsync<ServerClosedException>(() => request.WaitAsync(Timeouts.Read));
+        Assert.Contains("ERROR SHUTTING_DOWN' on every connection", error.Message, StringComparison.Ordinal);
+        Assert.Equal(dialsAtMilliseconds, dialledAt.Skip(1).Select(at => (int)(at - noticed).TotalMilliseconds).ToArray());
+        Assert.Equal(dialsAtMilliseconds.Zip(dialsAtMilliseconds.Skip(1), (a, b) => TimeSpan.FromMilliseconds(b - a)), waits.ToArray());
+        Assert.Equal(dialsAtMilliseconds.Length, client.Reconnects);
+        Assert.Equal(dialsAtMilliseconds.Length, client.Resent);
+        Assert.False(deadline.IsCancellationRequested);
+    }
+
+    [Fact]
+    public async Task The_reconnect_backoff_starts_again_from_the_first_once_a_request_is_answered()
+    {
+        // A pipeline of three. Connection 0 answers a, then ERROR SHUTTING_DOWN; 1 and 2 answer nothing (the notice);
+        // 3 answers b, then the notice; 4 answers nothing; 5 answers c. The redials: 1 at once (the first since an
+        // answer), 2 after 0.1 s, 3 after 0.2 s more, 4 at once (b was answered), 5 after 0.1 s (not 0.4 s).
+        var time = new WaitRecordingTime();
+        await using var server = new ScriptedServers(async (connection, lines) =>
+        {
+            await lines.SendAsync(Banner);
+            if (connection == 5)
+            {
+                await lines.AnswerAsync(int.MaxValue);
+                return;
+            }
+
+            await lines.AnswerAsync(connection is 0 or 3 ? 1 : 0);
+            await lines.ReadLineAsync();
+            await lines.SendAsync("ERROR SHUTTING_DOWN\n");
+            await lines.LingerAsync();
+        });
+        var dialledAt = new ConcurrentQueue<DateTimeOffset>();
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        var options = new ReconnectOptions { FirstBackoff = TimeSpan.FromMilliseconds(100), MaxBackoff = TimeSpan.FromMilliseconds(400), TimeProvider = time };
+        await using ReconnectingTinyServerClient client = await ReconnectingTinyServerClient.ConnectAsync(
+            token => CountedDial(dialledAt, time, server.Port, token), options, deadline.Token);
+        DateTimeOffset start = time.GetUtcNow();
+
+        Task<IReadOnlyList<string>> pipeline = client.PipelineAsync(["ECHO a", "ECHO b", "ECHO c"], deadline.Token);
+        List<TimeSpan> waits = await AdvanceThroughWaitsAsync(pipeline, time, deadline.Token);
+
+        Assert.Equal(["ECHO a", "ECHO b", "ECHO c"], await pipeline.WaitAsync(Timeouts.Read));
+        Assert.Equal([0, 100, 300, 300, 400], dialledAt.Skip(1).Select(at => (int)(at - start).TotalMilliseconds).ToArray());
+        Assert.Equal([TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(100)], waits.ToArray());
+        Assert.Equal(5, client.Reconnects);
+        Assert.Equal(2 + 2 + 2 + 1 + 1, client.Resent);
+        Assert.Equal(["ECHO c"], server.Received(5));
+    }
+
+    // A dial to the port, its fake instant recorded; past 20 dials it throws (a tight redial loop fails the test fast).
+    private static Task<TinyServerClient> CountedDial(ConcurrentQueue<DateTimeOffset> dialledAt, TimeProvider time, int port, CancellationToken token)
+    {
+        dialledAt.Enqueue(time.GetUtcNow());
+        return dialledAt.Count <= 20
+            ? TinyServerClient.ConnectAsync("127.0.0.1", port, token)
+            : throw new InvalidOperationException($"{dialledAt.Count} dials, the last at {time.GetUtcNow():HH:mm:ss.fff} on the fake clock");
+    }
+
+    // Advances the fake clock by each wait the client begins, until the request ends; returns the waits.
+    private static async Task<List<TimeSpan>> AdvanceThroughWaitsAsync(Task request, WaitRecordingTime time, CancellationToken cancellationToken)
+    {
+        var waits = new List<TimeSpan>();
+        while (!request.IsCompleted && waits.Count < 50)
+        {
+            Task<TimeSpan> wait = time.NextWaitAsync(cancellationToken);
+            if (await Task.WhenAny(request, wait).WaitAsync(Timeouts.Read) == wait)
+            {
+                waits.Add(await wait);
+                time.Advance(await wait);
+            }
+        }
+
+        return waits;
     }
 
     [Theory]
@@ -356,7 +536,10 @@ public sealed class ReconnectingClientTests
 
     private sealed class Dialled : Exception;
 
-    /// <summary>A fake clock that hands the test every wait made on it (the reconnect's backoff), as it begins.</summary>
+    /// <summary>
+    /// A fake clock that hands the test every wait made on it (the reconnect's backoff), as it begins; the timers of
+    /// cancellation sources (a dial's deadline) are not waits.
+    /// </summary>
     private sealed class WaitRecordingTime : FakeTimeProvider
     {
         private readonly Channel<TimeSpan> _waits = Channel.CreateUnbounded<TimeSpan>();
@@ -366,7 +549,11 @@ public sealed class ReconnectingClientTests
         public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
         {
             ITimer timer = base.CreateTimer(callback, state, dueTime, period);
-            _waits.Writer.TryWrite(dueTime);
+            if (state is not CancellationTokenSource)
+            {
+                _waits.Writer.TryWrite(dueTime); // A wait (Task.Delay), not a dial's deadline (a CancellationTokenSource's timer).
+            }
+
             return timer;
         }
     }
