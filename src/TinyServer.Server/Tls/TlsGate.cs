@@ -74,28 +74,29 @@ public sealed class TlsGate
     /// <summary>On the connection's own bytes: the first byte, the handshake, then the handler over the session.</summary>
     private async Task OnConnectedAsync(ConnectionContext connection, ConnectionDelegate next)
     {
-        TlsSession session;
-        using (var pending = new PendingHandshake(connection, _handshakeTimeout, _time))
+        using var pending = new PendingHandshake(connection, _handshakeTimeout, _time);
+        switch (await PeekAsync(connection.Transport.Input, pending.Token))
         {
-            switch (await PeekAsync(connection.Transport.Input, pending.Token))
-            {
-                case FirstByte.PlainText:
-                    await RefuseAsync(connection, pending.Token);
-                    return;
-                case FirstByte.Closed:
-                    NotCompleted(connection, "closed before a TLS handshake");
-                    return;
-                case FirstByte.Expired:
-                    NotCompleted(connection, "no TLS handshake within the timeout");
-                    return;
-            }
+            case FirstByte.PlainText:
+                await RefuseAsync(connection, pending.Token);
+                return;
+            case FirstByte.Closed:
+                NotCompleted(connection, "closed before a TLS handshake");
+                return;
+            case FirstByte.Expired:
+                NotCompleted(connection, "no TLS handshake within the timeout");
+                return;
+        }
 
-            pending.AbortOnEnd(connection);
+        pending.AbortOnEnd(connection);
 
-            // The handshake's cryptography (a signature, a key exchange: hundreds of µs) would run on the event thread,
-            // which resumed this peek, stalling every connection of the loop: from here on it runs on the handshake threads.
-            await _threads.Enter();
-            session = TlsSession.Create(_context, connection.Transport);
+        // The handshake's cryptography (a signature, a key exchange: hundreds of µs) would run on the event thread,
+        // which resumed this peek, stalling every connection of the loop: from here on it runs on the handshake threads.
+        await _threads.Enter();
+        IDuplexPipe transport = connection.Transport;
+        TlsSession session = TlsSession.Create(_context, transport);
+        try
+        {
             string? failure;
             try
             {
@@ -108,29 +109,22 @@ public sealed class TlsGate
 
             if (failure is not null)
             {
-                session.Complete();
                 NotCompleted(connection, pending.Token.IsCancellationRequested ? "no TLS handshake within the timeout" : failure);
                 return;
             }
 
             pending.Complete();
-        }
-
-        IDuplexPipe transport = connection.Transport;
-        connection.Transport = session;
-        try
-        {
+            connection.Transport = session;
             await next(connection);
 
             // The close is TLS work too (the alert): off the event thread.
             await _threads.Enter();
-            connection.Transport = transport;
             await CloseNotifyAsync(connection, session);
         }
         finally
         {
             connection.Transport = transport;
-            session.Complete();
+            session.Complete(); // OpenSSL's session is freed on every path, once nothing uses it.
         }
     }
 
