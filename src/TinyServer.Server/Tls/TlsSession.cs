@@ -176,6 +176,11 @@ internal sealed partial class TlsSession : IDuplexPipe
         {
             Span<byte> span = output.GetSpan((int)Math.Min(pending, 16 * 1024 + 512));
             int moved = BIO_read(_sent, ref MemoryMarshal.GetReference(span), span.Length);
+            if (moved <= 0)
+            {
+                break; // Cannot happen with bytes pending; never advance by a failure.
+            }
+
             output.Advance(moved);
             pending -= (nuint)moved;
         }
