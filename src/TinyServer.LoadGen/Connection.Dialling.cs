@@ -6,9 +6,10 @@ namespace TinyServer.LoadGen;
 /// <summary>
 /// A connection's dialling: the non-blocking connect, the banner, redials of dials stuck past --retry-after, and the
 /// connect errors by reason. Once greeted it is open (<see cref="Opened"/>) and the load runs in Connection.cs. A
-/// connection that ended is dialled again at once (a reconnect); when that redial fails it is tried again after
-/// --redial-backoff, doubling up to --redial-backoff-max, until --connect-timeout after the end: then it counts one
-/// connect error and is not replaced.
+/// connection that ended after a reply is dialled again at once (a reconnect); each later dial, after a failed one or
+/// after a new connection ended before any reply, waits --redial-backoff, doubling up to --redial-backoff-max (a reply
+/// starts it again from --redial-backoff), until --connect-timeout after the first end: then it counts one connect
+/// error and is not replaced.
 /// </summary>
 internal sealed partial class Connection
 {
@@ -249,15 +250,30 @@ internal sealed partial class Connection
             {
                 Close();
                 _lastDialFailure = reason;
-                State = ConnectionState.Waiting;
-                _retryAt = now + _backoff;
-                _backoff = _run.NextRedialWait(_backoff);
-                _run.Waiting++;
+                WaitToRedial(now);
                 return;
             }
         }
 
         _run.Errors.AddConnect(reason);
         End(ConnectionState.Dead);
+    }
+
+    // The next dial of a reconnect, after a failed dial or a connection that ended before any reply: after the
+    // backoff, which doubles each time up to --redial-backoff-max (RetryIfDue makes it). When that is not before
+    // --connect-timeout after the first end, no dial would be made: it gives up now instead of at the end of the wait.
+    private void WaitToRedial(long now)
+    {
+        if (now + _backoff - _redialSince >= _run.ConnectTimeout)
+        {
+            _run.Errors.AddConnect(_reopened ? NoReplyOnReconnect : _lastDialFailure);
+            End(ConnectionState.Dead);
+            return;
+        }
+
+        State = ConnectionState.Waiting;
+        _retryAt = now + _backoff;
+        _backoff = _run.NextRedialWait(_backoff);
+        _run.Waiting++;
     }
 }

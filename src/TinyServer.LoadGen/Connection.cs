@@ -240,9 +240,10 @@ internal sealed partial class Connection
     // The QUIT that ends a session is sent last, so it is the newest request in flight until its BYE comes.
     private bool QuitInFlight => _inFlight.Count > 0 && _inFlight.CommandAt(_inFlight.Count - 1) == Workload.QuitIndex;
 
-    // Replaces the connection with a new one, unless its share of a -n run is all answered. --connect-timeout bounds
-    // the replacing from the first end since a reply last came: a server that accepts and at once ends every
-    // connection unanswered (ERROR SHUTTING_DOWN for ever) ends the run too.
+    // Replaces the connection with a new one, unless its share of a -n run is all answered. The first end since a
+    // reply last came (BYE included) is redialled at once; a connection that ended again before any reply waits the
+    // backoff, as a failed dial does (a server answering ERROR SHUTTING_DOWN to everything is not hammered).
+    // --connect-timeout bounds the replacing from that first end: such a server ends the run too.
     private void Redial(long now)
     {
         Close();
@@ -252,23 +253,20 @@ internal sealed partial class Connection
             return;
         }
 
-        if (!_ended || LastReplyAt > _redialSince)
+        _redialling = true;
+        if (!_ended || _byeSeen || LastReplyAt > _redialSince)
         {
             _ended = true;
             _reopened = false;
             _redialSince = now;
+            _backoff = _run.RedialBackoff;
+            State = ConnectionState.Idle;
+            _run.DialQueue.Enqueue(this);
         }
-        else if (now - _redialSince >= _run.ConnectTimeout)
+        else
         {
-            _run.Errors.AddConnect(NoReplyOnReconnect);
-            End(ConnectionState.Dead);
-            return;
+            WaitToRedial(now); // Or gives up: "no reply on any reconnect within --connect-timeout".
         }
-
-        _redialling = true;
-        _backoff = _run.RedialBackoff;
-        State = ConnectionState.Idle;
-        _run.DialQueue.Enqueue(this);
     }
 
     private void Fail(ErrorKind kind)

@@ -6,7 +6,7 @@ internal enum ConnectionState
     /// <summary>Waiting in the dial queue (at the start, or to replace a connection that ended).</summary>
     Idle,
 
-    /// <summary>A redial failed (refused, closed before the banner): waiting a little before the next try.</summary>
+    /// <summary>A redial failed (refused, closed before the banner), or its connection ended before any reply: waiting the backoff before the next try.</summary>
     Waiting,
 
     /// <summary>The TCP connect is under way.</summary>

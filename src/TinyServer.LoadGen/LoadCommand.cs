@@ -39,7 +39,7 @@ internal sealed class LoadCommand
     private readonly Option<double> _replyTimeout = Seconds(["--reply-timeout"], "longest wait for a reply before the connection counts a timeout", allowZero: false, Defaults.ReplyTimeoutSeconds);
     private readonly Option<double> _connectTimeout = Seconds(["--connect-timeout"], "longest the opening of all connections may take, and the replacing of one that ended", allowZero: false, Defaults.ConnectTimeoutSeconds);
     private readonly Option<double> _redialBackoff = Number(
-        ["--redial-backoff"], "SECONDS", "wait after a failed redial of a connection that ended; doubled after each further one",
+        ["--redial-backoff"], "SECONDS", "wait before a redial that follows a failed one, or a new connection ended before any reply; doubled each time, reset by a reply",
         LoadOptions.MinRedialWaitSeconds, LoadOptions.MaxRedialWaitSeconds, Defaults.RedialBackoffSeconds);
 
     private readonly Option<double> _redialBackoffMax = Number(

@@ -66,8 +66,9 @@ internal sealed record LoadOptions
     public double ConnectTimeoutSeconds { get; init; } = 30;
 
     /// <summary>
-    /// The wait after a failed redial of a connection that ended, before it is tried again; each further failure doubles
-    /// it, up to <see cref="RedialBackoffMaxSeconds"/>.
+    /// The wait before a redial of a connection that ended, after a failed redial or a new connection that ended before
+    /// any reply (the first redial after a reply goes at once); each further one doubles it, up to
+    /// <see cref="RedialBackoffMaxSeconds"/>, and a reply starts it again from this.
     /// </summary>
     public double RedialBackoffSeconds { get; init; } = 0.05;
 

@@ -30,13 +30,13 @@ internal sealed class RunState(LoadOptions options, EndPoint endPoint, Workload 
     /// <summary>Connections dialling or waiting for their banner.</summary>
     public int Dialling { get; set; }
 
-    /// <summary>Connections waiting a little before they dial again (a redial failed).</summary>
+    /// <summary>Connections waiting the backoff before they dial again (a redial failed, or ended before any reply).</summary>
     public int Waiting { get; set; }
 
     /// <summary>--connect-timeout in ticks: also how long a connection that ended may take to be replaced.</summary>
     public long ConnectTimeout { get; } = Clock.FromSeconds(options.ConnectTimeoutSeconds);
 
-    /// <summary>--redial-backoff in ticks: the wait after a connection's first failed redial.</summary>
+    /// <summary>--redial-backoff in ticks: the first wait of a reconnect (after a failed redial, or a new connection ended before any reply).</summary>
     public long RedialBackoff { get; } = Clock.FromSeconds(options.RedialBackoffSeconds);
 
     /// <summary>--redial-backoff-max in ticks.</summary>
@@ -101,7 +101,7 @@ internal sealed class RunState(LoadOptions options, EndPoint endPoint, Workload 
         RateInterval = Options.Rate is double rate ? Math.Max(1, (long)(Stopwatch.Frequency * (connections / rate))) : 0;
     }
 
-    /// <summary>The wait after the next failed redial, given the one before: twice as long, at most --redial-backoff-max.</summary>
+    /// <summary>The next wait of a reconnect, given the one before: twice as long, at most --redial-backoff-max.</summary>
     public long NextRedialWait(long wait) => Math.Min(2 * wait, RedialBackoffMax);
 
     public void Record(long ticks) =>

@@ -23,7 +23,7 @@ public sealed class CommandLineTests : IDisposable
     [InlineData("--rate <R>", "(0.001 to 1000000000)")]
     [InlineData("--retry-after <SECONDS>", "(0 to 3600) [default: 2]")]
     [InlineData("--connect-timeout <SECONDS>", "(more than 0, at most 3600) [default: 30]")]
-    [InlineData("--redial-backoff <SECONDS>", "doubled after each further one (0.001 to 60) [default: 0.05]")]
+    [InlineData("--redial-backoff <SECONDS>", "doubled each time, reset by a reply (0.001 to 60) [default: 0.05]")]
     [InlineData("--redial-backoff-max <SECONDS>", "not less than --redial-backoff (when not given: 1, or --redial-backoff if more) (0.001 to 60) [default: 1]")]
     [InlineData("--insecure", "with --tls: accept any certificate")]
     [InlineData("--tls", "speak TLS 1.2/1.3 (the server's --tls-port, or Redis's --tls-port with --redis)")]

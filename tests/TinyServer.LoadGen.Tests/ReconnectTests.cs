@@ -140,6 +140,60 @@ public sealed class ReconnectTests
     }
 
     [Fact]
+    public async Task Connections_ended_by_shutting_down_before_any_answer_are_redialled_after_the_backoff_not_at_once()
+    {
+        // Every connection is greeted and its first request answered with ERROR SHUTTING_DOWN, for all of
+        // --connect-timeout 2. The first redial goes at once; each later one waits --redial-backoff (50 ms), doubling up
+        // to --redial-backoff-max (1 s): redials at 0, 0.05, 0.15, 0.35, 0.75 and 1.55 s after the first end, then the
+        // next would be at 2.55 s, past the timeout. At most 1 + 1 + log2(1 / 0.05) + 2 / 1 (+ rounding) = 9 dials in
+        // all; waits only ever come late, so a slow machine makes fewer, never more. A redial at once after every end
+        // makes thousands.
+        int dials = 0;
+        await using var server = new FakeServer(
+            connection =>
+            {
+                Interlocked.Increment(ref dials);
+                return FakeServer.Banner;
+            },
+            line => ShuttingDown + FakeServer.AndClose);
+
+        RunOutput run = await LoadGenerator.RunJsonAsync(server.Port, "-d", "20", "-c", "1", "--connect-timeout", "2");
+
+        Assert.Equal(1, run.ExitCode);
+        Assert.True(run.Json.GetProperty("ended_early").GetBoolean(), run.Output);
+        Assert.Equal(1, run.Errors("connect"));
+        Assert.Equal(0, run.Number("requests"));
+        Assert.Equal(0, run.Number("lost"));
+        int made = Volatile.Read(ref dials);
+        Assert.True(made is >= 2 and <= 9, $"{made} dials in {run.Number("reconnects")} reconnects: {run.Output}");
+        Assert.Equal(made - 1, run.Number("reconnects")); // Every dial was greeted, each after the first a reconnect.
+    }
+
+    [Theory]
+    [InlineData(false)] // Sessions of one request, ended by QUIT and BYE (--requests-per-session 1).
+    [InlineData(true)] // Every connection answers one request, then ERROR SHUTTING_DOWN in place of the next reply.
+    public async Task A_connection_that_answered_a_request_is_replaced_at_once_whatever_the_redial_backoff(bool notice)
+    {
+        // --redial-backoff 60 in a -n run with --timeout 10: a single wait before any of the 19 redials would leave
+        // requests unsent at the timeout. Every connection answers a request before it ends, so none waits.
+        int lines = 0;
+        await using var server = FakeServer.WithBanner(line =>
+            line == "QUIT" ? "BYE\n" + FakeServer.AndClose
+            : notice && Interlocked.Increment(ref lines) % 2 == 0 ? ShuttingDown + FakeServer.AndClose
+            : Echo);
+        string[] churn = notice ? [] : ["--requests-per-session", "1"];
+
+        RunOutput run = await LoadGenerator.RunJsonAsync(
+            server.Port, ["-n", "20", "-c", "1", "--timeout", "10", "--redial-backoff", "60", "--redial-backoff-max", "60", "--connect-timeout", "60", .. churn]);
+
+        Assert.True(run.ExitCode == 0, run.Output);
+        Assert.Equal(20, run.Number("requests"));
+        Assert.Equal(0, run.Number("errors"));
+        Assert.Equal(19, run.Number("reconnects"));
+        Assert.Equal(notice ? 19 : 0, run.Number("resent"));
+    }
+
+    [Fact]
     public async Task A_failed_redial_is_tried_again_after_the_redial_backoff()
     {
         // The first connection is closed at its first request; every later one before its banner (as a full server
