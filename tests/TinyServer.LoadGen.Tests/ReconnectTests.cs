@@ -169,6 +169,28 @@ public sealed class ReconnectTests
         Assert.Equal(made - 1, run.Number("reconnects")); // Every dial was greeted, each after the first a reconnect.
     }
 
+    [Fact]
+    public async Task The_redial_backoff_starts_again_from_the_first_wait_once_a_request_is_answered()
+    {
+        // Even connections answer a request, then ERROR SHUTTING_DOWN in place of the next reply; odd ones answer their
+        // first request with it. So each answered connection is followed by one ended before any reply (which waits
+        // --redial-backoff 1.5 s), then an answered one. Reset by the answer, that wait is 1.5 s each time, within
+        // --connect-timeout 3; doubled (not reset) the second one would be 3 s, not before the timeout: no redial, a
+        // connect error. Waits only come late: the 1.5 s wait has 1.5 s to spare.
+        int[] lines = new int[8];
+        await using var server = FakeServer.WithBanner((connection, line) =>
+            connection < lines.Length && connection % 2 == 0 && Interlocked.Increment(ref lines[connection]) == 1 ? Echo : ShuttingDown + FakeServer.AndClose);
+
+        RunOutput run = await LoadGenerator.RunJsonAsync(
+            server.Port, "-n", "3", "-c", "1", "--redial-backoff", "1.5", "--redial-backoff-max", "60", "--connect-timeout", "3");
+
+        Assert.True(run.ExitCode == 0, run.Output);
+        Assert.Equal(3, run.Number("requests"));
+        Assert.Equal(0, run.Number("errors"));
+        Assert.Equal(4, run.Number("reconnects")); // Connections 1 to 4; the third request is answered on the fourth.
+        Assert.Equal(4, run.Number("resent"));
+    }
+
     [Theory]
     [InlineData(false)] // Sessions of one request, ended by QUIT and BYE (--requests-per-session 1).
     [InlineData(true)] // Every connection answers one request, then ERROR SHUTTING_DOWN in place of the next reply.
