@@ -215,11 +215,9 @@ public sealed class TlsGate
             return;
         }
 
-        if (connection.ConnectionClosed.IsCancellationRequested)
-        {
-            return;
-        }
-
+        // Not skipped when ConnectionClosed has fired: Kestrel's socket transport fires it at the client's FIN, while
+        // our side can still write (the alert after the replies to a half-closed client). An aborted connection's
+        // flush ends at once.
         try
         {
             await session.CloseNotifyAsync(CloseNotifyTimeout, _time);

@@ -11,6 +11,10 @@ internal sealed partial class TlsSession
     /// <summary>Decrypted bytes in [start, end) of one rented buffer; <c>examined</c> says the handler wants more.</summary>
     private sealed class Reader(TlsSession session) : PipeReader
     {
+        private const int NotWaiting = 0;
+        private const int WaitingForInput = 1;
+        private const int WaitingForOutput = 2;
+
         private readonly PipeReader _transport = session._transport.Input;
         private byte[]? _buffer;
         private int _start;
@@ -19,7 +23,7 @@ internal sealed partial class TlsSession
         private bool _done;
         private bool _completed;
         private int _cancel;
-        private int _waiting;
+        private int _waiting; // NotWaiting, WaitingForInput or WaitingForOutput
 
         public IOException? Failure { get; private set; }
 
@@ -56,13 +60,22 @@ internal sealed partial class TlsSession
             }
         }
 
-        /// <summary>The next read (or the one waiting) returns canceled: a flag, and the transport's read woken if one waits.</summary>
+        /// <summary>
+        /// The next read (or the one waiting) returns canceled: a flag, and what the read waits for woken: the transport's
+        /// read, or the flush of a reply OpenSSL wrote while reading (the idle timeout must reach a peer that floods
+        /// KeyUpdate requests and reads nothing).
+        /// </summary>
         public override void CancelPendingRead()
         {
             Interlocked.Exchange(ref _cancel, 1);
-            if (Volatile.Read(ref _waiting) == 1)
+            switch (Volatile.Read(ref _waiting))
             {
-                _transport.CancelPendingRead();
+                case WaitingForInput:
+                    _transport.CancelPendingRead();
+                    break;
+                case WaitingForOutput:
+                    session._transport.Output.CancelPendingFlush();
+                    break;
             }
         }
 
@@ -104,16 +117,30 @@ internal sealed partial class TlsSession
                     }
 
                     // A post-handshake message (a TLS 1.3 KeyUpdate) may have a reply: it goes before the wait.
-                    await session.SendAsync(cancellationToken);
+                    if (session.HasOutput)
+                    {
+                        Interlocked.Exchange(ref _waiting, WaitingForOutput);
+                        if (Interlocked.Exchange(ref _cancel, 0) == 1)
+                        {
+                            return new ReadResult(Buffer, isCanceled: true, isCompleted: false); // The reply goes with the next flush.
+                        }
 
-                    Interlocked.Exchange(ref _waiting, 1);
+                        FlushResult sent = await session.SendAsync(cancellationToken);
+                        Volatile.Write(ref _waiting, NotWaiting);
+                        if (sent.IsCanceled && Interlocked.Exchange(ref _cancel, 0) == 1)
+                        {
+                            return new ReadResult(Buffer, isCanceled: true, isCompleted: false);
+                        }
+                    }
+
+                    Interlocked.Exchange(ref _waiting, WaitingForInput);
                     if (Interlocked.Exchange(ref _cancel, 0) == 1)
                     {
                         return new ReadResult(Buffer, isCanceled: true, isCompleted: false);
                     }
 
                     ReadResult read = await _transport.ReadAsync(cancellationToken);
-                    Volatile.Write(ref _waiting, 0);
+                    Volatile.Write(ref _waiting, NotWaiting);
                     if (read.IsCanceled)
                     {
                         _transport.AdvanceTo(read.Buffer.Start);
@@ -135,7 +162,7 @@ internal sealed partial class TlsSession
             }
             finally
             {
-                Volatile.Write(ref _waiting, 0);
+                Volatile.Write(ref _waiting, NotWaiting);
                 if (_end == _start)
                 {
                     _start = _end = 0;

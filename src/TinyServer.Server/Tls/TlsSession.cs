@@ -162,6 +162,9 @@ internal sealed partial class TlsSession : IDuplexPipe
         }
     }
 
+    /// <summary>OpenSSL wrote something (a record, an alert, a post-handshake message) that is not sent yet.</summary>
+    private bool HasOutput => BIO_ctrl_pending(_sent) != 0;
+
     /// <summary>What OpenSSL wrote into its output, moved into the transport's writer and flushed (nothing to flush if it wrote nothing).</summary>
     private ValueTask<FlushResult> SendAsync(CancellationToken cancellationToken)
     {

@@ -62,6 +62,71 @@ public sealed partial class TlsProcessTests
         }
     }
 
+    /// <summary>
+    /// A client that floods TLS 1.3 KeyUpdate requests (each asks for the server's own KeyUpdate back) and reads
+    /// nothing: the replies fill the socket, the flush that OpenSSL's replies need waits inside the session's read,
+    /// and the idle timeout must still end the connection. Before the fix that flush was invisible to the idle
+    /// timeout and the connection lived until the client left (found by the session-6 review; failed: the flood ran
+    /// its whole 20 s, the server never cut it).
+    /// </summary>
+    [Theory]
+    [InlineData("epoll")]
+    [InlineData("sockets")]
+    public async Task A_client_flooding_key_updates_and_reading_nothing_is_cut_by_the_idle_timeout(string transport)
+    {
+        (ServerProcess server, IPEndPoint tls, _) = await StartAsync(transport, "--idle-timeout", "3");
+        await using (server)
+        {
+            string script = Path.Combine(Path.GetTempPath(), $"tinyserver-keyupdate-{Guid.NewGuid():N}.py");
+            await File.WriteAllTextAsync(script, KeyUpdateFlood);
+            try
+            {
+                ProcessResult flood = await ProcessRunner.RunAsync(
+                    ProcessRunner.RequireTool("python3"), [script, tls.Port.ToString(CultureInfo.InvariantCulture), "20"], timeout: TimeSpan.FromSeconds(60));
+                Assert.True(flood.ExitCode == 0, $"the flood client failed: {flood.StandardOutput} {flood.StandardError}");
+                Assert.StartsWith("cut after", flood.StandardOutput, StringComparison.Ordinal);
+            }
+            finally
+            {
+                File.Delete(script);
+            }
+
+            Assert.Equal(0, await server.StopAsync());
+            AssertNothingAboveInformation(server);
+        }
+    }
+
+    /// <summary>
+    /// python3 with OpenSSL through ctypes (its ssl module cannot send a KeyUpdate): connects, then for at most argv[2]
+    /// seconds asks for KeyUpdates without reading; prints "cut after N s" once the server ends the connection.
+    /// </summary>
+    private const string KeyUpdateFlood = """
+        import ctypes, socket, sys, time
+        L = ctypes.CDLL("libssl.so.3")
+        L.TLS_client_method.restype = ctypes.c_void_p
+        L.SSL_CTX_new.restype = ctypes.c_void_p; L.SSL_CTX_new.argtypes = [ctypes.c_void_p]
+        L.SSL_new.restype = ctypes.c_void_p; L.SSL_new.argtypes = [ctypes.c_void_p]
+        L.SSL_set_fd.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        L.SSL_connect.argtypes = [ctypes.c_void_p]
+        L.SSL_key_update.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        L.SSL_do_handshake.argtypes = [ctypes.c_void_p]
+        L.SSL_get_error.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        ctx = L.SSL_CTX_new(L.TLS_client_method())
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", int(sys.argv[1])))
+        ssl = L.SSL_new(ctx); L.SSL_set_fd(ssl, s.fileno())
+        if L.SSL_connect(ssl) != 1: sys.exit("no handshake")
+        s.setblocking(False)
+        start = time.time()
+        while time.time() - start < float(sys.argv[2]):
+            L.SSL_key_update(ssl, 1)
+            r = L.SSL_do_handshake(ssl)
+            if r == 1: continue
+            if L.SSL_get_error(ssl, r) == 3: time.sleep(0.05); continue  # SSL_ERROR_WANT_WRITE: the server reads no more
+            print("cut after %.1f s" % (time.time() - start)); sys.exit(0)
+        print("never cut in %s s" % sys.argv[2])
+        """;
+
     [Theory]
     [InlineData("epoll")]
     [InlineData("sockets")]
