@@ -25,5 +25,16 @@ if $fast; then
     dotnet test TinyServer.sln -c Release --no-build --nologo -v q --filter "Tier=unit"
     echo "unit tier: ${SECONDS} s, build included"
 else
-    dotnet test TinyServer.sln -c Release --no-build --nologo -v q
+    # Quiet unless something fails; then each failed test's message, stack and output (from the TRX files).
+    results=$(mktemp -d)
+    trap 'rm -rf "$results"' EXIT
+    set +e
+    dotnet test TinyServer.sln -c Release --no-build --nologo -v q --results-directory "$results" --logger trx 2>&1 \
+        | grep --line-buffered -v '^Results File: '
+    status=${PIPESTATUS[0]}
+    set -e
+    if [[ $status != 0 ]]; then
+        python3 tests/failures.py "$results"
+        exit 1
+    fi
 fi

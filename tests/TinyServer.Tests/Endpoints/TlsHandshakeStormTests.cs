@@ -93,8 +93,11 @@ public sealed partial class TlsHandshakeStormTests(ITestOutputHelper output)
         Assert.True(rate >= HandshakesPerSecond * 0.75, $"the storm fell short: {figures}");
 
         // What the storm added to the event thread's CPU time, against what it added to the whole server's: a
-        // handshake on the event thread puts nearly all of its cost there. Not timing: this holds on a busy machine.
-        Assert.True(onEventThread < process / 4, $"the handshakes ran on the event thread: {figures}");
+        // handshake on the event thread puts most of its cost there (60 % in session 4, before handshakes left it).
+        // Off it, the event thread keeps the accept, the first byte, the reads that wake the handshake threads and the
+        // close: 20-25 % of a storm session's CPU with OpenSSL's own sessions (session 6, both transports; 18-20 %
+        // with SslStream, whose handshake cost more elsewhere). Not timing: this holds on a busy machine.
+        Assert.True(onEventThread < process / 3, $"the handshakes ran on the event thread: {figures}");
         Assert.True(Median(stormy) <= P99Bound * Median(quiet), $"the handshakes stalled the event loop: {figures}");
     }
 
