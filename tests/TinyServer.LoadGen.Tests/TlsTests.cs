@@ -60,7 +60,10 @@ public sealed class TlsTests : IAsyncLifetime
         Assert.True(run.ExitCode == 0, run.Output);
         Assert.True(run.Number("requests") >= 2, run.Output);
         Assert.True(run.Number("reconnects") >= 1, run.Output);
-        Assert.Equal(run.Number("reconnects"), run.Number("handshakes"));
+        // A reconnect is counted when its banner arrives, a handshake when it completes: a connection whose handshake
+        // completed just before the run ended, its banner not yet read, counts one handshake more (clean-clone CI:
+        // "Expected 1, Actual 2").
+        Assert.InRange(run.Number("handshakes"), run.Number("reconnects"), run.Number("reconnects") + 1);
         Assert.Equal(0, run.Number("lost"));
         Assert.Equal(0, run.Number("errors"));
     }

@@ -303,7 +303,7 @@ public sealed class TlsSessionAdversarialTests
             await AssertEndsAsync(cut, "truncated header");
         }
 
-        Assert.Equal(attacks.Length + 1, await CountAsync(meter, Handshakes, attacks.Length + 1));
+        Assert.Equal(attacks.Length + 1, await meter.CountAsync(Handshakes, attacks.Length + 1));
         Assert.Equal(0, server.Tracker.Accepted); // None reached the protocol.
         await AssertServesAsync(server);
         Assert.Empty(server.Warnings);
@@ -343,7 +343,7 @@ public sealed class TlsSessionAdversarialTests
                 tls.Dispose();
                 socket.Dispose();
                 aborts++;
-                Assert.Equal(aborts, await CountAsync(meter, Handshakes, aborts));
+                Assert.Equal(aborts, await meter.CountAsync(Handshakes, aborts));
             }
         }
 
@@ -394,7 +394,7 @@ public sealed class TlsSessionAdversarialTests
         Assert.NotEqual(0, result.ExitCode);
         Assert.Contains("alert protocol version", result.StandardError, StringComparison.Ordinal); // The server's refusal, not the client's own.
         Assert.DoesNotContain("TIME ", result.StandardOutput, StringComparison.Ordinal);
-        Assert.Equal(1, await CountAsync(meter, Handshakes, 1));
+        Assert.Equal(1, await meter.CountAsync(Handshakes, 1));
         Assert.Empty(server.Warnings);
     }
 
@@ -557,18 +557,6 @@ public sealed class TlsSessionAdversarialTests
         var bytes = new byte[count];
         new Random(seed).NextBytes(bytes);
         return bytes;
-    }
-
-    private static async Task<long> CountAsync(MeterReader meter, string key, long expected)
-    {
-        using var deadline = new CancellationTokenSource(Timeouts.Read);
-        long value;
-        while ((value = meter.Collect().GetValueOrDefault(key)) != expected && !deadline.IsCancellationRequested)
-        {
-            await Task.Delay(20, CancellationToken.None);
-        }
-
-        return value;
     }
 
     private static async Task<List<(string Text, string End)>> StrictAsync(TestServer server, params string[] mode)

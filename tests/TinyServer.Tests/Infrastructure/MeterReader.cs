@@ -37,6 +37,19 @@ public sealed class MeterReader : IDisposable
         return new Dictionary<string, long>(_latest, StringComparer.Ordinal);
     }
 
+    /// <summary>Collects until <paramref name="key"/> reaches <paramref name="expected"/> (a close is counted just after it); at most Timeouts.Read. Returns the last value seen.</summary>
+    public async Task<long> CountAsync(string key, long expected)
+    {
+        using var deadline = new CancellationTokenSource(Timeouts.Read);
+        long value;
+        while ((value = Collect().GetValueOrDefault(key)) != expected && !deadline.IsCancellationRequested)
+        {
+            await Task.Delay(20, CancellationToken.None);
+        }
+
+        return value;
+    }
+
     public void Dispose() => _listener.Dispose();
 
     private static string Key(string name, ReadOnlySpan<KeyValuePair<string, object?>> tags)
