@@ -39,22 +39,28 @@ public sealed class HandshakeThreadsTests
         var wait = TimeSpan.FromMilliseconds(200);
         using var threads = new HandshakeThreads(1, wait, TimeProvider.System, NullLogger.Instance);
         using var busy = new ManualResetEventSlim();
-        var blocking = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         try
         {
             // The one idle thread is taken (as a CPU busy with requests would keep it from running): the next
             // handshake waits the idle wait, then the normal thread runs it.
+            var first = new TaskCompletionSource<(string?, int, TimeSpan)>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var clock = Stopwatch.StartNew();
             threads.Queue(() =>
             {
-                blocking.SetResult();
+                first.SetResult((Thread.CurrentThread.Name, CurrentPolicy(), clock.Elapsed));
                 busy.Wait(Timeouts.Process);
             });
-            await blocking.Task.WaitAsync(Timeouts.Read);
+            (string? name, int policy, TimeSpan waited) = await first.Task.WaitAsync(Timeouts.Read);
+            if (name != "TLS late handshakes")
+            {
+                var late = new TaskCompletionSource<(string?, int, TimeSpan)>(TaskCreationOptions.RunContinuationsAsynchronously);
+                clock.Restart();
+                threads.Queue(() => late.SetResult((Thread.CurrentThread.Name, CurrentPolicy(), clock.Elapsed)));
+                (name, policy, waited) = await late.Task.WaitAsync(Timeouts.Read);
+            }
 
-            var late = new TaskCompletionSource<(string?, int, TimeSpan)>(TaskCreationOptions.RunContinuationsAsynchronously);
-            var clock = Stopwatch.StartNew();
-            threads.Queue(() => late.SetResult((Thread.CurrentThread.Name, CurrentPolicy(), clock.Elapsed)));
-            (string? name, int policy, TimeSpan waited) = await late.Task.WaitAsync(Timeouts.Read);
+            // Else the machine was so busy (clean-clone CI, the suite starting) that the idle thread got no CPU within
+            // the idle wait: the first handshake itself went to the normal thread, late, which is what is tested.
             Assert.Equal("TLS late handshakes", name);
             Assert.Equal(SchedOther, policy);
             Assert.True(waited >= wait, $"ran after {waited.TotalMilliseconds} ms, before the idle wait");
