@@ -321,9 +321,8 @@ public sealed class LineConnectionHandler(ServerOptions options, TimeProvider ti
 
         /// <summary>
         /// Nothing more can reach a peer that neither sends nor reads: the connection is aborted, which ends the
-        /// waiting flush on every transport, through TLS too. (Canceling the flush instead would not reach a write
-        /// SslStream has started on the epoll transport, and on Kestrel's would leave bytes in TLS's writer that its
-        /// close then fails to write.)
+        /// waiting flush on every transport, through TLS too. (Canceling the flush instead would leave the bytes in the
+        /// transport's writer, where the close would try to write them again to the same peer.)
         /// </summary>
         private void Abort()
         {

@@ -222,13 +222,7 @@ public sealed class ReconnectingClientTests
             TimeProvider = time,
         };
         await using ReconnectingTinyServerClient client = await ReconnectingTinyServerClient.ConnectAsync(
-            token =>
-            {
-                dialledAt.Enqueue(time.GetUtcNow());
-                return TinyServerClient.ConnectAsync("127.0.0.1", server.Port, token);
-            },
-            options,
-            deadline.Token);
+            token => CountedDial(dialledAt, time, server.Port, token), options, deadline.Token);
         Assert.Equal("ECHO 1", await client.RequestAsync("ECHO 1", deadline.Token));
         await WaitUntilAsync(() => !client.IsConnected, deadline.Token); // The close is seen while idle: nothing in flight.
         DateTimeOffset ended = time.GetUtcNow();
