@@ -72,6 +72,38 @@ public sealed class HandshakeThreadsTests
     }
 
     [Fact]
+    public async Task The_normal_thread_runs_every_late_handshake_whether_it_was_waiting_for_a_deadline_or_for_work()
+    {
+        // No idle thread: every handshake waits the idle wait, then the normal thread runs it. That thread is woken only
+        // when it waits for work (the queue was empty); a handshake queued while it waits for an earlier one's deadline
+        // does not wake it, and runs when it looks at the queue again.
+        var wait = TimeSpan.FromMilliseconds(200);
+        using var threads = new HandshakeThreads(0, wait, TimeProvider.System, NullLogger.Instance);
+        await AssertLateAsync(Queue(threads)); // The normal thread waited for work.
+        await AssertLateAsync(Queue(threads)); // Again, after a first late handshake.
+        Task<(string?, TimeSpan)> first = Queue(threads);
+        await Task.Delay(50);
+        Task<(string?, TimeSpan)> second = Queue(threads); // Queued while the thread waits for the first one's deadline.
+        await AssertLateAsync(first);
+        await AssertLateAsync(second);
+
+        async Task AssertLateAsync(Task<(string?, TimeSpan)> ran)
+        {
+            (string? name, TimeSpan waited) = await ran.WaitAsync(Timeouts.Read);
+            Assert.Equal("TLS late handshakes", name);
+            Assert.True(waited >= wait, $"ran after {waited.TotalMilliseconds} ms, before the idle wait");
+        }
+
+        static Task<(string?, TimeSpan)> Queue(HandshakeThreads threads)
+        {
+            var ran = new TaskCompletionSource<(string?, TimeSpan)>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var clock = Stopwatch.StartNew();
+            threads.Queue(() => ran.SetResult((Thread.CurrentThread.Name, clock.Elapsed)));
+            return ran.Task;
+        }
+    }
+
+    [Fact]
     public async Task An_idle_wait_of_0_runs_every_handshake_at_normal_priority()
     {
         using var threads = new HandshakeThreads(2, TimeSpan.Zero, TimeProvider.System, NullLogger.Instance);
