@@ -16,12 +16,16 @@ internal sealed partial class EpollConnection
         private int _start;
         private int _end;
         private int _examined;
-        private bool _readable = true; // Data may have arrived before the first read.
-        private bool _hangUp; // The peer closed or the socket failed: no further edge will come, read until the end.
+        // Whether the socket may hold data, without the lock on the event thread's side: the loop counts the readable
+        // edges (_edges), and a receive that drained the socket records the count it read before it (_drainedAt). The
+        // socket is readable again once another edge has come. Data may have arrived before the first read.
+        private int _edges;
+        private int _drainedAt = -1;
+        private volatile bool _hangUp; // The peer closed or the socket failed: no further edge will come, read until the end.
         private bool _peerDone;
         private Exception? _error;
         private bool _cancelNext;
-        private bool _waiting;
+        private volatile bool _waiting;
         private bool _completed;
         private CancellationTokenRegistration _cancellation;
         private int _receivesInARow;
@@ -35,7 +39,7 @@ internal sealed partial class EpollConnection
             {
                 // A peer that keeps the socket full would hold the event thread in this connection's handler for good:
                 // after a turn's worth of receives there, the read waits and the loop resumes it after the others.
-                bool giveWay = _receivesInARow >= ReceivesPerTurn && _end == _examined && _readable && !_cancelNext
+                bool giveWay = _receivesInARow >= ReceivesPerTurn && _end == _examined && Readable && !_cancelNext
                     && connection.Loop is { IsCurrentThread: true };
                 if (!giveWay && TryTake(out ReadResult result))
                 {
@@ -44,6 +48,29 @@ internal sealed partial class EpollConnection
 
                 _receivesInARow = 0;
                 _waiting = true;
+                if (!giveWay)
+                {
+                    // An edge that came since the receive found the socket drained saw no read waiting and left it
+                    // to this one (OnReadable): look once more, now that _waiting is visible to the loop.
+                    Interlocked.MemoryBarrier();
+                    bool taken;
+                    try
+                    {
+                        taken = TryTake(out result);
+                    }
+                    catch
+                    {
+                        _waiting = false; // The receive failed: this read throws, nothing waits.
+                        throw;
+                    }
+
+                    if (taken)
+                    {
+                        _waiting = false;
+                        return new ValueTask<ReadResult>(result);
+                    }
+                }
+
                 _source.Reset();
                 if (giveWay)
                 {
@@ -118,14 +145,32 @@ internal sealed partial class EpollConnection
             }
         }
 
+        /// <summary>
+        /// The loop's readable edge. Without the lock unless a read waits: the lock may be held by a thread that the
+        /// scheduler put aside (a TLS handshake thread at idle priority, caught as its send woke the peer), and the
+        /// event thread must never wait for it with the other connections' events in hand.
+        /// </summary>
         public void OnReadable(bool hangUp)
+        {
+            if (hangUp)
+            {
+                _hangUp = true;
+            }
+
+            Interlocked.Increment(ref _edges); // A full fence: the read below sees a _waiting set before it.
+            if (_waiting)
+            {
+                OnTurn();
+            }
+        }
+
+        /// <summary>The loop's turn for a waiting read (an edge, or a read that gave way): completes it if data is there.</summary>
+        public void OnTurn()
         {
             ReadResult result;
             Exception? error = null;
             lock (Gate)
             {
-                _readable = true;
-                _hangUp |= hangUp;
                 if (!_waiting)
                 {
                     return;
@@ -166,6 +211,8 @@ internal sealed partial class EpollConnection
             Finish(default, reason);
         }
 
+        private bool Readable => _drainedAt != Volatile.Read(ref _edges);
+
         private ReadOnlySequence<byte> Buffer => _buffer is null ? default : new ReadOnlySequence<byte>(_buffer, _start, _end - _start);
 
         /// <summary>Under the lock: a result if there is one to give now, receiving once if the socket is readable.</summary>
@@ -183,7 +230,7 @@ internal sealed partial class EpollConnection
                 return true;
             }
 
-            if (_end == _examined && !_peerDone && _error is null && _readable && !connection._closed)
+            if (_end == _examined && !_peerDone && _error is null && Readable && !connection._closed)
             {
                 Receive();
             }
@@ -232,10 +279,11 @@ internal sealed partial class EpollConnection
             }
 
             Span<byte> space = _buffer.AsSpan(_end, Math.Min(_buffer.Length, maxBuffer) - _end);
+            int edges = Volatile.Read(ref _edges); // Read before the receive: an edge after it means more may be there.
             int received = NonBlocking.Receive(connection.Socket, space, out SocketError error);
             if (error == SocketError.WouldBlock)
             {
-                _readable = false; // The next edge says when there is more.
+                _drainedAt = edges; // The next edge says when there is more.
             }
             else if (error != SocketError.Success)
             {
@@ -250,7 +298,10 @@ internal sealed partial class EpollConnection
                 _end += received;
                 _receivesInARow++;
                 // A short read drained the socket: the next edge says when there is more (after a hang-up none comes).
-                _readable = received == space.Length || _hangUp;
+                if (received < space.Length && !_hangUp)
+                {
+                    _drainedAt = edges;
+                }
             }
 
             if (_end == _start)

@@ -25,16 +25,23 @@ internal sealed partial class EpollConnection
         private byte[]? _buffer;
         private int _written;
         private int _sent;
-        private bool _writable = true;
+        // Whether the socket has room, without the lock on the event thread's side (as the reader's readable edges):
+        // the loop counts the writable edges, and a send that found the socket full records the count it read before.
+        private int _edges;
+        private int _fullAt;
+        private volatile bool _full;
         private bool _failed;
         private bool _cancelNext;
-        private bool _waiting;
+        private volatile bool _waiting;
         private bool _deferred; // Registered with the loop to send at the end of its turn.
         private bool _writing; // Between GetMemory/GetSpan and the flush: the loop leaves the buffer alone meanwhile.
 
         private object Gate => connection._reader; // One monitor per connection, allocated only if contended.
 
         public override bool CanGetUnflushedBytes => true;
+
+        /// <summary>The last send found the socket full, and no writable edge came since.</summary>
+        private bool Full => _full && _fullAt == Volatile.Read(ref _edges);
 
         public override long UnflushedBytes => _written - _sent;
 
@@ -55,7 +62,7 @@ internal sealed partial class EpollConnection
                     return new ValueTask<FlushResult>(new FlushResult(isCanceled: true, isCompleted: false));
                 }
 
-                if (_writable && _written - _sent is > 0 and <= DeferredSendLimit && !_failed && !connection._closed
+                if (!Full && _written - _sent is > 0 and <= DeferredSendLimit && !_failed && !connection._closed
                     && connection.Loop is { IsCurrentThread: true } loop)
                 {
                     if (!_deferred)
@@ -73,6 +80,16 @@ internal sealed partial class EpollConnection
                 }
 
                 _waiting = true;
+
+                // An edge that came since the send found the socket full saw no flush waiting and left it to this
+                // one (OnWritable): try once more, now that _waiting is visible to the loop.
+                Interlocked.MemoryBarrier();
+                if (Send())
+                {
+                    _waiting = false;
+                    return new ValueTask<FlushResult>(new FlushResult(isCanceled: false, isCompleted: _failed || connection._closed));
+                }
+
                 _source.Reset();
             }
 
@@ -111,21 +128,18 @@ internal sealed partial class EpollConnection
             }
         }
 
+        /// <summary>
+        /// The loop's writable edge. An edge comes with nearly every read (the peer's acknowledgement made room): unless
+        /// the socket was full or a flush waits, what was flushed this turn stays for the end of the turn, and the edge
+        /// takes no lock (as <see cref="SocketReader.OnReadable"/>: the event thread never waits for another thread).
+        /// </summary>
         public void OnWritable()
         {
-            lock (Gate)
+            Interlocked.Increment(ref _edges); // A full fence: the reads below see a _full or _waiting set before it.
+            if (_full || _waiting)
             {
-                // An edge comes with nearly every read (the peer's acknowledgement made room): unless the socket was full
-                // or a flush waits, what was flushed this turn stays for the end of the turn.
-                bool wasFull = !_writable;
-                _writable = true;
-                if (!wasFull && !_waiting)
-                {
-                    return;
-                }
+                SendWaiting();
             }
-
-            SendWaiting();
         }
 
         /// <summary>On the event thread, at the end of its turn: sends what flushes left for it.</summary>
@@ -207,15 +221,18 @@ internal sealed partial class EpollConnection
         {
             while (_sent < _written && !_failed && !connection._closed)
             {
-                if (!_writable)
+                int edges = Volatile.Read(ref _edges); // Read before the send: an edge after it means there is room.
+                if (_full && _fullAt == edges)
                 {
                     return false;
                 }
 
+                _full = false;
                 int sent = NonBlocking.Send(connection.Socket, _buffer.AsSpan(_sent, _written - _sent), out SocketError error);
                 if (error == SocketError.WouldBlock)
                 {
-                    _writable = false;
+                    _fullAt = edges;
+                    _full = true;
                     return false;
                 }
 

@@ -128,7 +128,7 @@ internal sealed partial class EpollConnection : ConnectionContext, IDuplexPipe, 
     }
 
     /// <summary>Called by the loop thread for a read that gave way (<see cref="ReceivesPerTurn"/>): its next turn.</summary>
-    public void OnTurn() => _reader.OnReadable(hangUp: false);
+    public void OnTurn() => _reader.OnTurn();
 
     /// <summary>Called by the loop thread at the end of its turn, for a flush that left its bytes to be sent then.</summary>
     public void OnTurnEnd() => _writer.OnTurnEnd();

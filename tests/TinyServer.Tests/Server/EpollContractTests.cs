@@ -4,6 +4,7 @@ using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
+using System.Reflection;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
@@ -208,6 +209,51 @@ public class EpollContractTests
         Assert.False(features.IsReadOnly);
         Assert.Null(features.Get<IConnectionSocketFeature>());
         Assert.Equal("after the removals", features[typeof(int)]);
+    }
+
+    [Fact]
+    public async Task The_loop_never_waits_for_a_connection_whose_lock_another_thread_holds_while_nothing_of_it_waits()
+    {
+        // A TLS handshake thread runs at idle priority: put aside by the scheduler inside a connection's lock (its send
+        // woke the peer), it may not run again for a long while. An edge for that connection while no read or flush of
+        // it waits takes no lock, so the loop serves its other connections meanwhile; and the edge is not lost.
+        await using var transport = await Transport.StartAsync(new EpollTransportOptions { IoThreads = 1 });
+        (Socket heldPeer, ConnectionContext held) = await transport.ConnectAsync();
+        (Socket otherPeer, ConnectionContext other) = await transport.ConnectAsync();
+        object gate = typeof(EpollConnection).GetField("_reader", BindingFlags.NonPublic | BindingFlags.Instance)!.GetValue(held)!;
+        using var locked = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        var holder = new Thread(() =>
+        {
+            lock (gate)
+            {
+                locked.Set();
+                release.Wait(Timeouts.Process);
+            }
+        }) { IsBackground = true };
+        holder.Start();
+        try
+        {
+            Assert.True(locked.Wait(Timeouts.Read));
+            await heldPeer.SendAsync("held\n"u8.ToArray(), SocketFlags.None).WaitAsync(Timeouts.Read);
+            await Task.Delay(200); // The loop takes the held connection's edges first.
+            for (int i = 0; i < 3; i++)
+            {
+                Task echo = EchoOnceAsync(other);
+                await otherPeer.SendAsync(Encoding.ASCII.GetBytes($"other {i}\n"), SocketFlags.None).WaitAsync(Timeouts.Read);
+                Assert.Equal($"other {i}\n", await ReceiveAsync(otherPeer, $"other {i}\n".Length));
+                await echo;
+            }
+        }
+        finally
+        {
+            release.Set();
+            holder.Join();
+        }
+
+        Task heldEcho = EchoOnceAsync(held);
+        Assert.Equal("held\n", await ReceiveAsync(heldPeer, "held\n".Length));
+        await heldEcho;
     }
 
     [Fact]
